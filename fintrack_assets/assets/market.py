@@ -1,0 +1,210 @@
+"""Market data: the symbol universe, raw provider bars, and validated bronze bars."""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pandera.errors
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetOut,
+    BackfillPolicy,
+    Backoff,
+    Config,
+    Failure,
+    Jitter,
+    MetadataValue,
+    Output,
+    RetryPolicy,
+    asset,
+    multi_asset,
+)
+
+from fintrack_assets.assets.metadata import frame_metadata, markdown_table
+from fintrack_assets.core.bronze import reject_counts, to_bronze
+from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.core.market import normalise_raw
+from fintrack_assets.core.universe import load_universe, split_valid
+from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
+from fintrack_assets.resources.market_data import MarketDataResource
+from fintrack_assets.schemas import BronzeOHLCV
+from fintrack_assets.settings import get_settings
+
+FETCH_RETRY = RetryPolicy(
+    max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+MARKET_DATA_POOL = "market_data_api"
+
+
+class UniverseConfig(Config):
+    universe: str | None = None
+    """Overrides FINTRACK_UNIVERSE for this run: sample, sp500, AAPL,MSFT, a CSV, synthetic:N."""
+
+
+@asset(
+    io_manager_key="warehouse",
+    kinds={"polars", "duckdb"},
+    group_name="market",
+    description="The symbols the market assets fetch, with name, sector, industry and type.",
+)
+def symbol_universe(context: AssetExecutionContext, config: UniverseConfig) -> Output[pl.DataFrame]:
+    spec = config.universe or get_settings().universe
+    universe, rejected = split_valid(load_universe(spec))
+    if not rejected.is_empty():
+        context.log.warning(f"{rejected.height} universe row(s) rejected: bad or repeated symbol")
+    return Output(
+        universe,
+        metadata={
+            **frame_metadata(universe),
+            "universe": spec,
+            "sectors": universe["sector"].n_unique(),
+            "rejected_rows": rejected.height,
+            "rejected": MetadataValue.md(markdown_table(rejected, rows=20)),
+        },
+    )
+
+
+def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
+    start, end = window_dates(context.partition_time_window)
+    return start, end, sessions_between(start, end)
+
+
+@asset(
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key="lake",
+    kinds={"deltalake", "polars"},
+    pool=MARKET_DATA_POOL,
+    retry_policy=FETCH_RETRY,
+    group_name="market",
+    description="Daily bars as the provider returned them, normalised; one Delta table.",
+)
+def raw_ohlcv(
+    context: AssetExecutionContext,
+    market_data: MarketDataResource,
+    symbol_universe: pl.DataFrame,
+) -> Output[pl.DataFrame]:
+    start, end, sessions = _window(context)
+    pending = unclosed_sessions(sessions)
+    if pending:
+        raise Failure(
+            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time"
+        )
+    context.log.info(
+        f"fetching {symbol_universe.height} symbols x {len(sessions)} sessions "
+        f"[{start}, {end}) from {market_data.source}"
+    )
+    started = time.perf_counter()
+    bars = market_data.fetch(symbol_universe, start, end)
+    raw, misplaced = normalise_raw(bars, market_data.source, start, end, dt.datetime.now(dt.UTC))
+    if not misplaced.is_empty():
+        context.log.warning(
+            f"{misplaced.height} bar(s) dated outside [{start}, {end}) or undated; "
+            "listed in metadata, not stored in this partition"
+        )
+    seconds = time.perf_counter() - started
+    symbols_returned = raw["symbol"].n_unique()
+    context.log.info(
+        f"fetched {raw.height:,} rows for {symbols_returned} symbols in {seconds:.2f} s"
+    )
+    return Output(
+        raw,
+        metadata={
+            **frame_metadata(raw, seconds),
+            "source": market_data.source,
+            "sessions": len(sessions),
+            "symbols_requested": symbol_universe.height,
+            "symbols_returned": symbols_returned,
+            "rows_outside_window": misplaced.height,
+            "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
+            "rows_per_second": round(raw.height / seconds) if seconds > 0 else None,
+        },
+    )
+
+
+class BronzeConfig(Config):
+    max_reject_share: float = 0.01
+    """The reject-share check fails above this share of raw rows."""
+
+
+@multi_asset(
+    outs={
+        "bronze_ohlcv": AssetOut(
+            io_manager_key="lake",
+            kinds={"deltalake", "polars"},
+            description="Validated daily bars, one per (symbol, session), prices as traded.",
+        ),
+        "bronze_ohlcv_rejects": AssetOut(
+            io_manager_key="lake",
+            kinds={"deltalake", "polars"},
+            description="raw_ohlcv rows that failed validation, with the reasons.",
+        ),
+    },
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="market",
+    check_specs=[
+        AssetCheckSpec(
+            "reject_share",
+            asset="bronze_ohlcv",
+            description="At most max_reject_share of raw rows rejected.",
+        ),
+        AssetCheckSpec(
+            "contract",
+            asset="bronze_ohlcv",
+            description="Bronze rows satisfy the pandera contract (schemas.BronzeOHLCV).",
+        ),
+    ],
+)
+def validate_bronze_ohlcv(
+    context: AssetExecutionContext, config: BronzeConfig, raw_ohlcv: pl.DataFrame
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    started = time.perf_counter()
+    bronze, rejects = to_bronze(raw_ohlcv)
+    seconds = time.perf_counter() - started
+    counts = reject_counts(rejects)
+    share = rejects.height / raw_ohlcv.height if raw_ohlcv.height else 0.0
+    context.log.info(
+        f"{bronze.height:,} valid rows, {rejects.height:,} rejected in {seconds:.2f} s"
+        + (f": {counts}" if counts else "")
+    )
+    yield Output(
+        bronze,
+        output_name="bronze_ohlcv",
+        metadata={
+            **frame_metadata(bronze, seconds),
+            "symbols": bronze["symbol"].n_unique(),
+            "sessions": bronze["date"].n_unique(),
+            "rejected_rows": rejects.height,
+        },
+    )
+    yield Output(
+        rejects,
+        output_name="bronze_ohlcv_rejects",
+        metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
+    )
+    yield AssetCheckResult(
+        check_name="reject_share",
+        asset_key="bronze_ohlcv",
+        passed=share <= config.max_reject_share,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "reject_share": round(share, 6),
+            "threshold": config.max_reject_share,
+            **{f"reason/{r}": n for r, n in counts.items()},
+        },
+    )
+    try:
+        BronzeOHLCV.validate(bronze, lazy=True)
+        yield AssetCheckResult(check_name="contract", asset_key="bronze_ohlcv", passed=True)
+    except pandera.errors.SchemaErrors as exc:
+        yield AssetCheckResult(
+            check_name="contract",
+            asset_key="bronze_ohlcv",
+            passed=False,
+            metadata={"failures": MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")},
+        )

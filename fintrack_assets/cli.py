@@ -1,0 +1,181 @@
+"""The `fintrack` console script."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from tabulate import tabulate
+
+DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def demo(days: int) -> int:
+    """Materialises every asset for the last `days` calendar days of sessions, in single runs."""
+    home = _dagster_home()
+    import warnings
+
+    from dagster import BetaWarning, DagsterEventType, DagsterInstance
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from fintrack_assets.core.calendar import sessions_between
+    from fintrack_assets.definitions import defs
+    from fintrack_assets.partitions import latest_closed_session
+    from fintrack_assets.settings import get_settings
+
+    settings = get_settings()
+    last = dt.date.fromisoformat(latest_closed_session())
+    first_wanted = max(last - dt.timedelta(days=days), settings.start_date)
+    sessions = sessions_between(first_wanted, last + dt.timedelta(days=1))
+    first = sessions[0]
+    print(
+        f"fintrack demo: {len(sessions)} sessions {first} .. {last}, universe "
+        f"{settings.universe}, market data {settings.market_data}\n"
+    )
+    instance = DagsterInstance.get()
+    runs = [
+        (
+            "symbol_universe",
+            defs.resolve_implicit_global_asset_job_def().get_subset(
+                asset_selection={_key("symbol_universe")}
+            ),
+            {},
+        ),
+        (
+            "daily_market_job",
+            defs.resolve_job_def("daily_market_job"),
+            {
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+            },
+        ),
+    ]
+    rows = []
+    ok = True
+    for name, job, tags in runs:
+        print(f"running {name} ...", flush=True)
+        started = time.perf_counter()
+        result = job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
+        )
+        took = time.perf_counter() - started
+        print(f"  run {result.run_id}: {'ok' if result.success else 'FAILED'} in {took:.1f} s")
+        partitions: dict[str, set[str]] = defaultdict(set)
+        row_counts: dict[str, int] = {}
+        step_seconds: dict[str, float] = {}
+        asset_step: dict[str, str] = {}
+        for event in result.all_events:
+            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+                materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
+                asset = materialization.asset_key.to_user_string()
+                if materialization.partition:
+                    partitions[asset].add(materialization.partition)
+                count = materialization.metadata.get("dagster/row_count")
+                if count is not None:
+                    row_counts[asset] = int(count.value)  # type: ignore[arg-type]
+                asset_step[asset] = event.step_key or ""
+            elif event.event_type == DagsterEventType.STEP_SUCCESS:
+                duration = event.event_specific_data.duration_ms  # type: ignore[union-attr]
+                step_seconds[event.step_key or ""] = duration / 1000
+        for asset in sorted(asset_step, key=list(asset_step).index):
+            rows.append(
+                [
+                    asset,
+                    len(partitions[asset]) or "-",
+                    f"{row_counts.get(asset, 0):,}",
+                    f"{step_seconds.get(asset_step[asset], took):.1f}",
+                ]
+            )
+        if not result.success:
+            ok = False
+            print(f"run {result.run_id} ({name}) failed; see `make dev` -> Runs", file=sys.stderr)
+            break
+    print()
+    print(tabulate(rows, headers=["asset", "partitions", "rows", "seconds"], tablefmt="github"))
+    print(
+        f"\nlake:       {settings.lake_url}\n"
+        f"warehouse:  {settings.warehouse_display}\n"
+        f"dagster:    {home} (runs and events)\n"
+        "open the UI: make dev, then http://127.0.0.1:3000"
+    )
+    return 0 if ok else 1
+
+
+def _key(name: str) -> object:
+    from dagster import AssetKey
+
+    return AssetKey(name)
+
+
+def show_settings() -> int:
+    from fintrack_assets.settings import get_settings
+
+    settings = get_settings()
+    print(
+        tabulate(
+            [
+                ["FINTRACK_LAKE_URL", settings.lake_url],
+                ["FINTRACK_WAREHOUSE_URL", settings.warehouse_display],
+                ["FINTRACK_MARKET_DATA", settings.market_data],
+                ["POLYGON_API_KEY", "set" if settings.polygon_api_key else "-"],
+                ["FINTRACK_UNIVERSE", settings.universe],
+                ["FINTRACK_START_DATE", settings.start_date.isoformat()],
+                ["FINTRACK_FRAUD_SCORER", settings.fraud_scorer],
+                ["FINTRACK_FRAUD_API_URL", settings.fraud_api_url or "-"],
+            ],
+            headers=["variable", "value"],
+            tablefmt="github",
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fintrack", description="fintrack_assets: markets and personal finance on Dagster."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo_parser = commands.add_parser(
+        "demo",
+        help="materialise every asset for the last six months of sessions, offline",
+        description="Runs symbol_universe, then daily_market_job over the last six months of "
+        "sessions up to the latest closed one, in single runs, on the configured lake and "
+        "warehouse (embedded defaults: no server, no network). Prints what it made.",
+    )
+    demo_parser.add_argument(
+        "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"
+    )
+    commands.add_parser("settings", help="print the settings read from the environment")
+    args = parser.parse_args(argv)
+    from fintrack_assets.settings import SettingsError
+
+    try:
+        if args.command == "demo":
+            return demo(args.days)
+        return show_settings()
+    except SettingsError as exc:
+        print(f"fintrack: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

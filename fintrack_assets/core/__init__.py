@@ -1,0 +1,1 @@
+"""Pure computation: no dagster import; frames in, frames out."""

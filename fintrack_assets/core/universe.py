@@ -1,0 +1,145 @@
+"""Universes: which symbols the market assets fetch, with name, sector and industry."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from fintrack_assets.core.symbols import valid_symbol_expr
+
+UNIVERSE_SCHEMA = {
+    "symbol": pl.String,
+    "name": pl.String,
+    "sector": pl.String,
+    "industry": pl.String,
+    "asset_type": pl.String,
+}
+
+SECTORS = [
+    "Information Technology",
+    "Health Care",
+    "Financials",
+    "Consumer Discretionary",
+    "Communication Services",
+    "Industrials",
+    "Consumer Staples",
+    "Energy",
+    "Utilities",
+    "Real Estate",
+    "Materials",
+]
+
+
+def _shipped(name: str) -> Path:
+    return Path(str(resources.files("fintrack_assets") / "data" / name))
+
+
+def sample_universe() -> pl.DataFrame:
+    return pl.read_csv(_shipped("sample_universe.csv"), schema=UNIVERSE_SCHEMA)
+
+
+def sp500_universe() -> pl.DataFrame:
+    """S&P 500 constituents as of the shipped snapshot (2026-08-08, see data/README.md)."""
+    raw = pl.read_csv(_shipped("sp500_constituents.csv"), infer_schema=False)
+    return raw.select(
+        pl.col("Symbol").str.replace_all(r"\.", "-").alias("symbol"),
+        pl.col("Security").alias("name"),
+        pl.col("GICS Sector").alias("sector"),
+        pl.col("GICS Sub-Industry").alias("industry"),
+        pl.lit("equity").alias("asset_type"),
+    )
+
+
+def synthetic_universe(n: int) -> pl.DataFrame:
+    """N generated symbols spread evenly across the sectors, for load tests."""
+    width = max(4, len(str(n)))
+    return pl.DataFrame(
+        {
+            "symbol": [f"SYN{i:0{width}d}" for i in range(n)],
+            "name": [f"Synthetic {i}" for i in range(n)],
+            "sector": [SECTORS[i % len(SECTORS)] for i in range(n)],
+            "industry": ["Synthetic"] * n,
+            "asset_type": ["equity"] * n,
+        },
+        schema=UNIVERSE_SCHEMA,
+    )
+
+
+def symbols_universe(symbols: list[str]) -> pl.DataFrame:
+    """An ad-hoc list: names and sectors come from the shipped lists where they are known."""
+    known = pl.concat([sample_universe(), sp500_universe()]).unique("symbol", keep="first")
+    listed = pl.DataFrame({"symbol": symbols}, schema={"symbol": pl.String})
+    return (
+        listed.join(known, on="symbol", how="left")
+        .with_columns(pl.col("asset_type").fill_null("equity"))
+        .select(list(UNIVERSE_SCHEMA))
+    )
+
+
+def csv_universe(path: Path) -> pl.DataFrame:
+    """A user CSV with at least a `symbol` column; other universe columns are optional."""
+    raw = pl.read_csv(path, infer_schema=False)
+    raw = raw.rename({c: c.strip().lower() for c in raw.columns})
+    if "symbol" not in raw.columns:
+        raise ValueError(f"{path}: a universe CSV needs a 'symbol' column, found {raw.columns}")
+    for column in UNIVERSE_SCHEMA:
+        if column not in raw.columns:
+            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(column))
+    return raw.select(pl.col(c).str.strip_chars() for c in UNIVERSE_SCHEMA).with_columns(
+        pl.col("asset_type").fill_null("equity")
+    )
+
+
+def split_valid(universe: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(valid rows, rejected rows with a reason): bad or repeated symbols never go further."""
+    marked = universe.with_row_index("_row").with_columns(
+        pl.when(~valid_symbol_expr())
+        .then(pl.lit("bad_symbol"))
+        .when(pl.col("_row") != pl.col("_row").min().over("symbol"))
+        .then(pl.lit("duplicate"))
+        .alias("reason")
+    )
+    valid = marked.filter(pl.col("reason").is_null()).select(list(UNIVERSE_SCHEMA))
+    rejected = marked.filter(pl.col("reason").is_not_null()).drop("_row")
+    return valid.sort("symbol"), rejected
+
+
+def parse_universe_spec(spec: str) -> tuple[str, str | int | list[str] | Path]:
+    """('sample'|'sp500', name) · ('synthetic', N) · ('csv', path) · ('symbols', [..])."""
+    from fintrack_assets.core.symbols import validate_symbols
+
+    text = spec.strip()
+    if text in ("sample", "sp500"):
+        return text, text
+    if text.startswith("synthetic:"):
+        count = text.removeprefix("synthetic:")
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError("synthetic:N needs a whole number N >= 1")
+        return "synthetic", int(count)
+    if text.lower().endswith(".csv") or "/" in text:
+        path = Path(text).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"no universe CSV at {path}")
+        return "csv", path
+    symbols = [s.strip().upper() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise ValueError("an empty symbol list")
+    return "symbols", validate_symbols(symbols)
+
+
+def load_universe(spec: str) -> pl.DataFrame:
+    kind, value = parse_universe_spec(spec)
+    if kind == "sample":
+        return sample_universe()
+    if kind == "sp500":
+        return sp500_universe()
+    if kind == "synthetic":
+        assert isinstance(value, int)
+        return synthetic_universe(value)
+    if kind == "csv":
+        assert isinstance(value, Path)
+        return csv_universe(value)
+    assert isinstance(value, list)
+    return symbols_universe(value)

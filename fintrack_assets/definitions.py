@@ -1,0 +1,48 @@
+"""Assembles the code location: assets, checks, jobs and resources from the settings."""
+
+from __future__ import annotations
+
+from dagster import Definitions, EnvVar
+
+from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
+from fintrack_assets.automation import daily_market_job
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.resources.market_data import MarketDataResource
+from fintrack_assets.settings import Settings, get_settings
+
+ASSETS = [symbol_universe, raw_ohlcv, validate_bronze_ohlcv]
+
+
+def build_resources(settings: Settings) -> dict[str, object]:
+    """Secrets stay references to environment variables, so the UI never shows them."""
+    if settings.warehouse_backend == "postgresql":
+        warehouse = WarehouseIOManager(url=EnvVar("FINTRACK_WAREHOUSE_URL"))
+    else:
+        warehouse = WarehouseIOManager(url=settings.warehouse_url.value)
+    lake_options = {
+        key: value
+        for key, value in settings.s3_storage_options.items()
+        if key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ALLOW_HTTP")
+    }
+    return {
+        "lake": LakeIOManager(
+            lake_url=settings.lake_url, storage_options=lake_options if settings.lake_is_s3 else {}
+        ),
+        "warehouse": warehouse,
+        "market_data": MarketDataResource(
+            source=settings.market_data,
+            polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
+        ),
+    }
+
+
+def build_defs(settings: Settings) -> Definitions:
+    return Definitions(
+        assets=ASSETS,
+        jobs=[daily_market_job],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_defs(get_settings())

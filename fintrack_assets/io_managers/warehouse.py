@@ -1,0 +1,369 @@
+"""The warehouse: serving tables `fintrack.<asset_key>` in DuckDB (embedded) or PostgreSQL.
+
+Both back-ends share one contract: a partitioned write deletes the partition window and
+bulk-inserts the frame in one transaction (COPY on PostgreSQL); an unpartitioned write
+replaces the table in one transaction; the schema and tables are created on demand and new
+columns are added. Identifiers are quoted, values are bound, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import psycopg
+from dagster import ConfigurableIOManager, InputContext, OutputContext
+from psycopg import sql
+
+from fintrack_assets.partitions import window_dates
+from fintrack_assets.settings import redact_url
+
+SCHEMA = "fintrack"
+
+_SQL_TYPES: dict[type[pl.DataType], tuple[str, str]] = {
+    # polars type: (DuckDB, PostgreSQL)
+    pl.String: ("VARCHAR", "TEXT"),
+    pl.Categorical: ("VARCHAR", "TEXT"),
+    pl.Int64: ("BIGINT", "BIGINT"),
+    pl.Int32: ("INTEGER", "INTEGER"),
+    pl.Int16: ("SMALLINT", "SMALLINT"),
+    pl.Int8: ("SMALLINT", "SMALLINT"),
+    pl.UInt32: ("BIGINT", "BIGINT"),
+    pl.Float64: ("DOUBLE", "DOUBLE PRECISION"),
+    pl.Float32: ("FLOAT", "REAL"),
+    pl.Boolean: ("BOOLEAN", "BOOLEAN"),
+    pl.Date: ("DATE", "DATE"),
+}
+
+
+_PG_TYPES: dict[int, pl.DataType] = {
+    # PostgreSQL type OID: polars type, for reading back what the writer created.
+    16: pl.Boolean(),
+    20: pl.Int64(),
+    21: pl.Int16(),
+    23: pl.Int32(),
+    25: pl.String(),
+    700: pl.Float32(),
+    701: pl.Float64(),
+    1043: pl.String(),
+    1082: pl.Date(),
+    1114: pl.Datetime("us"),
+    1184: pl.Datetime("us", "UTC"),
+}
+
+
+def sql_type(dtype: pl.DataType, backend: str) -> str:
+    which = 0 if backend == "duckdb" else 1
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    for polars_type, names in _SQL_TYPES.items():
+        if isinstance(dtype, polars_type):
+            return names[which]
+    raise TypeError(f"no warehouse column type for polars {dtype}")
+
+
+class Warehouse(ABC):
+    """One back-end of the warehouse. Windows are [start, end) on a date column."""
+
+    backend: str
+
+    @abstractmethod
+    def replace_window(
+        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    ) -> None: ...
+
+    @abstractmethod
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None: ...
+
+    @abstractmethod
+    def read(
+        self,
+        table: str,
+        column: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pl.DataFrame: ...
+
+    @abstractmethod
+    def count(self, table: str) -> int: ...
+
+    def _columns_ddl(self, frame: pl.DataFrame) -> list[tuple[str, str]]:
+        return [(name, sql_type(dtype, self.backend)) for name, dtype in frame.schema.items()]
+
+
+def _q(identifier: str) -> str:
+    """A quoted identifier for DuckDB (same rules as the SQL standard)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class DuckDBWarehouse(Warehouse):
+    backend = "duckdb"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.path)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _prepare(self, con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> str:
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(SCHEMA)}")
+        name = f"{_q(SCHEMA)}.{_q(table)}"
+        columns = ", ".join(f"{_q(c)} {t}" for c, t in self._columns_ddl(frame))
+        con.execute(f"CREATE TABLE IF NOT EXISTS {name} ({columns})")
+        existing = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [SCHEMA, table],
+            ).fetchall()
+        }
+        for column, column_type in self._columns_ddl(frame):
+            if column not in existing:
+                con.execute(f"ALTER TABLE {name} ADD COLUMN {_q(column)} {column_type}")
+        return name
+
+    def _insert(self, con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        arrow_frame = frame.to_arrow()  # noqa: F841 - read by name in the SQL below
+        columns = ", ".join(_q(c) for c in frame.columns)
+        con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM arrow_frame")
+
+    def replace_window(
+        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    ) -> None:
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                name = self._prepare(con, table, frame)
+                con.execute(
+                    f"DELETE FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
+                    [start, end],
+                )
+                self._insert(con, name, frame)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {_q(SCHEMA)}.{_q(table)}")
+                name = self._prepare(con, table, frame)
+                self._insert(con, name, frame)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def read(
+        self,
+        table: str,
+        column: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pl.DataFrame:
+        name = f"{_q(SCHEMA)}.{_q(table)}"
+        with self._connect() as con:
+            if column is None:
+                relation = con.sql(f"SELECT * FROM {name}")
+            else:
+                relation = con.sql(
+                    f"SELECT * FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
+                    params=[start, end],
+                )
+            frame = pl.from_arrow(relation.to_arrow_table())
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    def count(self, table: str) -> int:
+        with self._connect() as con:
+            row = con.execute(f"SELECT count(*) FROM {_q(SCHEMA)}.{_q(table)}").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+class PostgresWarehouse(Warehouse):
+    backend = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        try:
+            con = psycopg.connect(self.url)
+        except psycopg.OperationalError as exc:
+            # psycopg's message can carry the DSN; say where without the password.
+            raise ConnectionError(
+                f"cannot connect to the PostgreSQL warehouse at {redact_url(self.url)}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from None
+        with con:  # commits on success, rolls back on error, then closes
+            yield con
+
+    def _table(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(table))
+
+    def _prepare(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+        con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
+            for c, t in self._columns_ddl(frame)
+        )
+        con.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._table(table), columns)
+        )
+        existing = {
+            row[0]
+            for row in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = %s",
+                (SCHEMA, table),
+            ).fetchall()
+        }
+        for column, column_type in self._columns_ddl(frame):
+            if column not in existing:
+                con.execute(
+                    sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                        self._table(table), sql.Identifier(column), sql.SQL(column_type)
+                    )
+                )
+
+    def _copy(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+        if frame.is_empty():
+            return
+        statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '\\N')").format(
+            self._table(table), sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+        )
+        buffer = io.BytesIO()
+        frame.write_csv(buffer, include_header=False, null_value="\\N", datetime_format=None)
+        with con.cursor() as cur, cur.copy(statement) as copy:
+            view = buffer.getbuffer()
+            for offset in range(0, len(view), 1 << 22):
+                copy.write(view[offset : offset + (1 << 22)])
+
+    def replace_window(
+        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    ) -> None:
+        with self._transaction() as con:
+            self._prepare(con, table, frame)
+            con.execute(
+                sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
+                    self._table(table), sql.Identifier(column), sql.Identifier(column)
+                ),
+                (start, end),
+            )
+            self._copy(con, table, frame)
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        with self._transaction() as con:
+            con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(table)))
+            self._prepare(con, table, frame)
+            self._copy(con, table, frame)
+
+    def read(
+        self,
+        table: str,
+        column: str | None = None,
+        start: dt.date | None = None,
+        end: dt.date | None = None,
+    ) -> pl.DataFrame:
+        query = sql.SQL("SELECT * FROM {}").format(self._table(table))
+        params: tuple[Any, ...] = ()
+        if column is not None:
+            query = sql.SQL("{} WHERE {} >= %s AND {} < %s").format(
+                query, sql.Identifier(column), sql.Identifier(column)
+            )
+            params = (start, end)
+        with self._transaction() as con, con.cursor() as cur:
+            cur.execute(query, params)
+            schema = {
+                d.name: _PG_TYPES.get(d.type_code, pl.String()) for d in cur.description or []
+            }
+            rows = cur.fetchall()
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    def count(self, table: str) -> int:
+        with self._transaction() as con:
+            row = con.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(self._table(table))
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def warehouse_for(url: str) -> Warehouse:
+    if url.startswith("duckdb:///"):
+        return DuckDBWarehouse(url.removeprefix("duckdb:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresWarehouse(url)
+    raise ValueError(f"unsupported warehouse URL {redact_url(url)!r}")
+
+
+class WarehouseIOManager(ConfigurableIOManager):
+    """Stores polars frames as tables `fintrack.<asset_key>` in DuckDB or PostgreSQL.
+
+    Partitioned assets name their date column with the definition metadata `partition_expr`
+    (default `date`)."""
+
+    url: str
+
+    @property
+    def warehouse(self) -> Warehouse:
+        return warehouse_for(self.url)
+
+    @staticmethod
+    def _column(context: OutputContext | InputContext) -> str:
+        metadata = (
+            (context.definition_metadata or {})
+            if isinstance(context, OutputContext)
+            else (
+                (context.upstream_output.definition_metadata or {})
+                if context.upstream_output
+                else {}
+            )
+        )
+        return str(metadata.get("partition_expr", "date"))
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        if obj is None:
+            return
+        table = "__".join(context.asset_key.path)
+        started = time.perf_counter()
+        if context.has_asset_partitions:
+            start, end = window_dates(context.asset_partitions_time_window)
+            self.warehouse.replace_window(table, obj, self._column(context), start, end)
+        else:
+            self.warehouse.replace_table(table, obj)
+        context.add_output_metadata(
+            {
+                "warehouse_table": f"{SCHEMA}.{table}",
+                "warehouse": redact_url(self.url),
+                "warehouse_write_seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+
+    def load_input(self, context: InputContext) -> pl.DataFrame:
+        table = "__".join(context.asset_key.path)
+        if context.has_asset_partitions:
+            start, end = window_dates(context.asset_partitions_time_window)
+            return self.warehouse.read(table, self._column(context), start, end)
+        return self.warehouse.read(table)
