@@ -38,11 +38,12 @@ def demo(days: int) -> int:
     )
 
     from fintrack_assets.core.calendar import sessions_between
-    from fintrack_assets.definitions import defs
+    from fintrack_assets.definitions import build_defs
     from fintrack_assets.partitions import latest_closed_session
     from fintrack_assets.settings import get_settings
 
     settings = get_settings()
+    defs = build_defs(settings)
     last = dt.date.fromisoformat(latest_closed_session())
     first_wanted = max(last - dt.timedelta(days=days), settings.start_date)
     sessions = sessions_between(first_wanted, last + dt.timedelta(days=1))

@@ -92,7 +92,8 @@ def raw_ohlcv(
     pending = unclosed_sessions(sessions)
     if pending:
         raise Failure(
-            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time"
+            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
+            allow_retries=False,
         )
     context.log.info(
         f"fetching {symbol_universe.height} symbols x {len(sessions)} sessions "

@@ -1,0 +1,95 @@
+"""The ways users start things: `fintrack demo` and `dagster asset materialize`."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from deltalake import DeltaTable
+
+from fintrack_assets import defs
+from fintrack_assets.cli import main
+from fintrack_assets.partitions import trading_days
+
+BIN = Path(sys.executable).parent
+
+
+def test_every_time_partitioned_asset_shares_trading_days_and_runs_ranges_in_one_run():
+    assets = [a for a in defs.assets if a.partitions_def is not None]
+    keys = {k.to_user_string() for a in assets for k in a.keys}
+    assert keys >= {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"}
+    for asset in assets:
+        assert asset.partitions_def is trading_days
+        assert asset.backfill_policy is not None
+        assert asset.backfill_policy.max_partitions_per_run is None
+
+
+def test_fintrack_demo_prints_its_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert main(["demo", "--days", "10"]) == 0
+    out = capsys.readouterr().out
+    for asset in ("symbol_universe", "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"):
+        assert f"| {asset}" in out
+    assert str(tmp_path / ".fintrack" / "lake") in out
+    assert "make dev" in out
+    assert DeltaTable(str(tmp_path / ".fintrack" / "lake" / "bronze_ohlcv")).version() >= 0
+
+
+def test_fintrack_settings_reports_a_bad_value_in_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("FINTRACK_MARKET_DATA", "nope")
+    assert main(["settings"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "FINTRACK_MARKET_DATA" in err
+
+
+def _dagster(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "dagster"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_dagster_asset_materialize_over_a_partition_range(tmp_path):
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "FINTRACK_UNIVERSE": "AAPL,SPY",
+    }
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").touch()
+    first = _dagster(
+        ["asset", "materialize", "-m", "fintrack_assets", "--select", "symbol_universe"],
+        tmp_path,
+        env,
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    ranged = _dagster(
+        [
+            "asset",
+            "materialize",
+            "-m",
+            "fintrack_assets",
+            "--select",
+            "raw_ohlcv,bronze_ohlcv,bronze_ohlcv_rejects",
+            "--partition-range",
+            "2025-07-01...2025-07-08",
+        ],
+        tmp_path,
+        env,
+    )
+    assert ranged.returncode == 0, ranged.stderr[-2000:]
+    table = DeltaTable(str(tmp_path / ".fintrack" / "lake" / "bronze_ohlcv")).to_pyarrow_table()
+    # 2025-07-01 .. 07-08 holds five sessions (07-04 is Independence Day).
+    assert table.num_rows == 2 * 5
+    with duckdb.connect(str(tmp_path / ".fintrack" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("select count(*) from fintrack.symbol_universe").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("value", ["../../etc", "AAPL,A';DROP TABLE x;--"])
+def test_a_hostile_universe_stops_the_code_location_from_loading(tmp_path, value):
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "FINTRACK_UNIVERSE": value}
+    result = _dagster(["asset", "list", "-m", "fintrack_assets"], tmp_path, env)
+    assert result.returncode != 0
+    assert "FINTRACK_UNIVERSE" in result.stderr
