@@ -17,14 +17,10 @@ def normalise_raw(
     The second frame holds bars dated outside the requested window or not dated at all: they
     cannot be stored in this partition, so the caller reports them instead of dropping them.
     """
+    stamp = ingested_at.astimezone(dt.UTC)
     frame = bars.with_columns(
         pl.lit(source).alias("source"),
-        pl.lit(ingested_at).dt.cast_time_unit("us").dt.replace_time_zone("UTC").alias("ingested_at")
-        if ingested_at.tzinfo is None
-        else pl.lit(ingested_at)
-        .dt.convert_time_zone("UTC")
-        .dt.cast_time_unit("us")
-        .alias("ingested_at"),
+        pl.lit(stamp).dt.cast_time_unit("us").alias("ingested_at"),
     )
     for column, dtype in OHLCV_SCHEMA.items():
         if column not in frame.columns:

@@ -18,7 +18,6 @@ import pyarrow as pa
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
-from pydantic import PrivateAttr
 
 from fintrack_assets.partitions import window_dates
 
@@ -117,8 +116,6 @@ class LakeIOManager(ConfigurableIOManager):
     storage_options: dict[str, str]
     date_column: str = "date"
 
-    _timings: dict[str, float] = PrivateAttr(default_factory=dict)
-
     def table_uri(self, asset_key_path: list[str]) -> str:
         return "/".join([self.lake_url.rstrip("/"), *asset_key_path])
 
@@ -147,8 +144,6 @@ class LakeIOManager(ConfigurableIOManager):
         )
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
-        upstream = context.upstream_output
-        assert upstream is not None
         table = self.table(list(context.asset_key.path))
         if context.has_asset_partitions:
             start, end = window_dates(context.asset_partitions_time_window)
