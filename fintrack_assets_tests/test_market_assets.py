@@ -31,6 +31,20 @@ def platform(request, tmp_path, monkeypatch) -> Platform:
     return platform
 
 
+def local_platform(tmp_path, monkeypatch, name: str) -> Platform:
+    """A local lake and DuckDB warehouse under tmp_path/name, with the universe in place."""
+    platform = Platform(
+        {
+            "FINTRACK_UNIVERSE": UNIVERSE,
+            "FINTRACK_LAKE_URL": str(tmp_path / name / "lake"),
+            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/{name}/warehouse.duckdb",
+        },
+        monkeypatch,
+    )
+    assert platform.universe().success
+    return platform
+
+
 def _counts(platform: Platform) -> dict[str, tuple[int, int]]:
     return {
         asset: (frame.height, frame["date"].n_unique())
@@ -62,24 +76,8 @@ def _comparable(frame: pl.DataFrame) -> pl.DataFrame:
 
 def test_a_range_run_equals_the_partitions_run_one_by_one(tmp_path, monkeypatch):
     keys = [d.isoformat() for d in SESSIONS[:8]]
-    ranged = Platform(
-        {
-            "FINTRACK_UNIVERSE": UNIVERSE,
-            "FINTRACK_LAKE_URL": str(tmp_path / "ranged"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/ranged.duckdb",
-        },
-        monkeypatch,
-    )
-    single = Platform(
-        {
-            "FINTRACK_UNIVERSE": UNIVERSE,
-            "FINTRACK_LAKE_URL": str(tmp_path / "single"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/single.duckdb",
-        },
-        monkeypatch,
-    )
-    for platform in (ranged, single):
-        platform.universe()
+    ranged = local_platform(tmp_path, monkeypatch, "ranged")
+    single = local_platform(tmp_path, monkeypatch, "single")
     assert ranged.market(keys[0], keys[-1]).success
     for key in reversed(keys):
         assert single.market(key).success
@@ -89,15 +87,7 @@ def test_a_range_run_equals_the_partitions_run_one_by_one(tmp_path, monkeypatch)
 
 
 def test_bad_raw_bars_go_to_rejects_and_turn_the_check_red(tmp_path, monkeypatch):
-    platform = Platform(
-        {
-            "FINTRACK_UNIVERSE": UNIVERSE,
-            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/w.duckdb",
-        },
-        monkeypatch,
-    )
-    platform.universe()
+    platform = local_platform(tmp_path, monkeypatch, "lake")
     day = SESSIONS[5]
     assert platform.market(day.isoformat(), assets=["raw_ohlcv"]).success
     raw = platform.lake_frame("raw_ohlcv")
@@ -126,15 +116,7 @@ def test_bad_raw_bars_go_to_rejects_and_turn_the_check_red(tmp_path, monkeypatch
 
 
 def test_a_session_that_has_not_closed_is_refused(tmp_path, monkeypatch):
-    platform = Platform(
-        {
-            "FINTRACK_UNIVERSE": UNIVERSE,
-            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/w.duckdb",
-        },
-        monkeypatch,
-    )
-    platform.universe()
+    platform = local_platform(tmp_path, monkeypatch, "lake")
     future = sessions_between(
         dt.date.today() + dt.timedelta(days=7), dt.date.today() + dt.timedelta(days=30)
     )[0]
