@@ -1,0 +1,80 @@
+"""What every workload reports: table rows, verification failures, progress lines."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+PASS = "PASS"
+FAIL = "FAIL"
+INFO = "info"
+ERROR = "ERROR"
+
+HEADERS = [
+    "workload",
+    "size",
+    "seconds",
+    "rows/s",
+    "baseline",
+    "ratio vs baseline",
+    "target",
+    "pass/fail",
+]
+
+
+class VerificationError(RuntimeError):
+    """A workload produced the wrong result (row counts, failed checks, failed run)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    workload: str
+    size: str
+    seconds: float | None
+    rows: int | None
+    baseline: str
+    ratio: str
+    target: str
+    status: str
+
+    @property
+    def rows_per_second(self) -> float | None:
+        if self.rows is None or not self.seconds:
+            return None
+        return self.rows / self.seconds
+
+    def cells(self) -> list[str]:
+        rate = self.rows_per_second
+        return [
+            self.workload,
+            self.size,
+            "-" if self.seconds is None else f"{self.seconds:.2f}",
+            "-" if rate is None else f"{rate:,.0f}",
+            self.baseline,
+            self.ratio,
+            self.target,
+            self.status,
+        ]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A workload's table rows and its notes (breakdowns printed under the table)."""
+
+    rows: list[Row]
+    notes: list[str]
+
+
+def verdict(seconds: float, target_seconds: float) -> str:
+    return PASS if seconds <= target_seconds else FAIL
+
+
+def error_row(workload: str, message: str) -> Row:
+    return Row(workload, "-", None, None, "-", "-", "-", f"{ERROR}: {message}")
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so stdout carries only the table."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
