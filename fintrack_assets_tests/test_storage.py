@@ -3,10 +3,16 @@
 import datetime as dt
 
 import polars as pl
+import psycopg
 import pytest
 
 from fintrack_assets.io_managers.lake import LakeTable
-from fintrack_assets.io_managers.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from fintrack_assets.io_managers.warehouse import (
+    DuckDBWarehouse,
+    PostgresWarehouse,
+    Warehouse,
+    partition_name,
+)
 
 D = dt.date
 
@@ -122,3 +128,110 @@ def test_warehouse_failed_write_leaves_the_partition_as_it_was(warehouse):
     with pytest.raises(Exception):  # noqa: B017 - either back-end's type error
         warehouse.replace_window("t", bad, "date", D(2025, 1, 2), D(2025, 1, 8))
     assert warehouse.count("t") == 4
+
+
+def test_warehouse_refuses_rows_outside_the_window(warehouse):
+    warehouse.replace_window("t", days_frame(JAN, ["A"]), "date", D(2025, 1, 2), D(2025, 1, 8))
+    stray = days_frame([D(2025, 1, 2), D(2025, 1, 9)], ["A"])
+    with pytest.raises(ValueError, match=r"1 row\(s\) of fintrack.t fall outside"):
+        warehouse.replace_window("t", stray, "date", D(2025, 1, 2), D(2025, 1, 8))
+    assert warehouse.count("t") == 4
+
+
+def test_warehouse_empty_window_clears_it(warehouse):
+    warehouse.replace_window("t", days_frame(JAN, ["A"]), "date", D(2025, 1, 2), D(2025, 1, 8))
+    warehouse.replace_window("t", days_frame([], ["A"]), "date", D(2025, 1, 3), D(2025, 1, 7))
+    assert sorted(warehouse.read("t")["date"].to_list()) == [D(2025, 1, 2), D(2025, 1, 7)]
+
+
+# PostgreSQL specifics: day partitions swapped in one transaction, loaded on several connections.
+
+
+def _partitions(url: str, table: str) -> list[tuple[str, str]]:
+    with psycopg.connect(url) as con:
+        return con.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass ORDER BY 1",
+            (f"fintrack.{table}",),
+        ).fetchall()
+
+
+def _tables_in(url: str, schema: str) -> list[str]:
+    with psycopg.connect(url) as con:
+        rows = con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s ORDER BY 1",
+            (schema,),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_postgres_window_is_one_partition_per_day(postgres_url):
+    warehouse = PostgresWarehouse(postgres_url)
+    warehouse.replace_window("h", days_frame(JAN, ["A", "B"]), "date", D(2025, 1, 2), D(2025, 1, 8))
+    warehouse.replace_window(
+        "h", days_frame([D(2025, 1, 3)], ["C"], 9.0), "date", D(2025, 1, 3), D(2025, 1, 4)
+    )
+    assert _partitions(postgres_url, "h") == [
+        ("h__20250102", "FOR VALUES FROM ('2025-01-02') TO ('2025-01-03')"),
+        ("h__20250103", "FOR VALUES FROM ('2025-01-03') TO ('2025-01-04')"),
+        ("h__20250106", "FOR VALUES FROM ('2025-01-06') TO ('2025-01-07')"),
+        ("h__20250107", "FOR VALUES FROM ('2025-01-07') TO ('2025-01-08')"),
+    ]
+    assert _tables_in(postgres_url, "fintrack") == ["h"]
+    day = warehouse.read("h", "date", D(2025, 1, 3), D(2025, 1, 4))
+    assert day.select("symbol", "close").rows() == [("C", 9.0)]
+    assert warehouse.count("h") == 7
+
+
+def test_postgres_slices_spread_over_writers_load_every_row_once(postgres_url):
+    frame = pl.DataFrame(
+        {
+            "date": [D(2025, 1, 2)] * 7 + [D(2025, 1, 3)] * 2,
+            "symbol": [f"S{i}" for i in range(9)],
+            "close": [float(i) for i in range(9)],
+        }
+    )
+    warehouse = PostgresWarehouse(postgres_url, writers=3, min_slice_rows=2)
+    for _ in range(2):
+        warehouse.replace_window("w", frame, "date", D(2025, 1, 2), D(2025, 1, 6))
+    back = warehouse.read("w").sort("symbol")
+    assert back.rows() == [
+        (D(2025, 1, 2) if i < 7 else D(2025, 1, 3), f"S{i}", float(i)) for i in range(9)
+    ]
+    assert _tables_in(postgres_url, "fintrack_partitions") == ["w__20250102", "w__20250103"]
+
+
+def test_postgres_failed_slice_leaves_the_window_and_no_load_tables(postgres_url):
+    warehouse = PostgresWarehouse(postgres_url, writers=2, min_slice_rows=1)
+    warehouse.replace_window("t", days_frame(JAN, ["A"]), "date", D(2025, 1, 2), D(2025, 1, 8))
+    bad = days_frame(JAN, ["A", "B"]).with_columns(
+        pl.when(pl.col("symbol") == "B").then(pl.lit("oops")).otherwise(pl.lit("1")).alias("close")
+    )
+    with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+        warehouse.replace_window("t", bad, "date", D(2025, 1, 2), D(2025, 1, 8))
+    assert warehouse.read("t").select("symbol", "close").rows() == [("A", 1.0)] * 4
+    assert all(
+        not name.startswith("load_") for name in _tables_in(postgres_url, "fintrack_partitions")
+    )
+
+
+def test_postgres_table_created_unpartitioned_keeps_the_contract(postgres_url):
+    warehouse = PostgresWarehouse(postgres_url)
+    warehouse.replace_table("t", days_frame(JAN, ["A"]))
+    warehouse.replace_window(
+        "t", days_frame([D(2025, 1, 3)], ["B"]), "date", D(2025, 1, 3), D(2025, 1, 7)
+    )
+    assert sorted(warehouse.read("t").select("date", "symbol").rows()) == [
+        (D(2025, 1, 2), "A"),
+        (D(2025, 1, 3), "B"),
+        (D(2025, 1, 7), "A"),
+    ]
+
+
+def test_partition_names_fit_postgres_and_stay_distinct():
+    long_a, long_b = "a" * 70 + "_x", "a" * 70 + "_y"
+    names = {partition_name(t, D(2025, 1, 2)) for t in (long_a, long_b)}
+    assert len(names) == 2
+    assert all(len(n.encode()) <= 63 and n.endswith("__20250102") for n in names)
+    assert partition_name("holdings_daily", D(2025, 1, 2)) == "holdings_daily__20250102"

@@ -74,3 +74,19 @@ def with_session_index(frame: pl.DataFrame, date_col: str = "date") -> pl.DataFr
     sessions = pl.Series("date", nyse_sessions(), dtype=pl.Date)
     index = pl.DataFrame({date_col: sessions, "session_index": np.arange(len(sessions))})
     return frame.join(index, on=date_col, how="left")
+
+
+def require_within_window(
+    frame: pl.DataFrame, date_col: str, start: dt.date, end: dt.date, where: str
+) -> None:
+    """Refuses rows a window write would not own: a date outside [start, end), or none."""
+    if date_col not in frame.columns:
+        raise ValueError(f"{where} has no partition column {date_col!r}")
+    outside = frame.filter(
+        pl.col(date_col).is_null() | ~pl.col(date_col).is_between(start, end, closed="left")
+    )
+    if not outside.is_empty():
+        raise ValueError(
+            f"{outside.height} row(s) of {where} fall outside the partition window "
+            f"[{start}, {end}), e.g. {outside.row(0, named=True)}"
+        )

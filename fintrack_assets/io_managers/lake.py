@@ -19,6 +19,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
+from fintrack_assets.core.calendar import require_within_window
 from fintrack_assets.partitions import window_dates
 
 YEAR = "year"
@@ -48,12 +49,7 @@ class LakeTable:
         self, frame: pl.DataFrame, date_column: str, start: dt.date, end: dt.date
     ) -> int:
         """Replaces every row with start <= date < end by `frame`, in one commit."""
-        outside = frame.filter(~pl.col(date_column).is_between(start, end, closed="left"))
-        if not outside.is_empty():
-            raise ValueError(
-                f"{outside.height} row(s) of {self.uri} fall outside the partition window "
-                f"[{start}, {end}), e.g. {outside.row(0, named=True)}"
-            )
+        require_within_window(frame, date_column, start, end, self.uri)
         data = frame.with_columns(pl.col(date_column).dt.year().cast(pl.Int32).alias(YEAR))
         predicate = (
             f"{YEAR} >= {start.year} AND {YEAR} <= {end.year} AND "

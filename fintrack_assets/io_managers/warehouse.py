@@ -9,10 +9,16 @@ columns are added. Identifiers are quoted, values are bound, never formatted int
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import os
+import re
+import secrets
+import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,10 +29,14 @@ import psycopg
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from psycopg import sql
 
+from fintrack_assets.core.calendar import require_within_window
 from fintrack_assets.partitions import window_dates
 from fintrack_assets.settings import redact_url
 
 SCHEMA = "fintrack"
+PARTITION_SCHEMA = "fintrack_partitions"
+_MIN_SLICE_ROWS = 200_000  # below this a slice is not worth a connection of its own
+_LOWER_BOUND = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})")
 
 _SQL_TYPES: dict[type[pl.DataType], tuple[str, str]] = {
     # polars type: (DuckDB, PostgreSQL)
@@ -58,6 +68,21 @@ _PG_TYPES: dict[int, pl.DataType] = {
     1114: pl.Datetime("us"),
     1184: pl.Datetime("us", "UTC"),
 }
+
+
+def partition_name(table: str, day: dt.date) -> str:
+    """`<table>__YYYYMMDD`, shortened with a digest to fit PostgreSQL's 63-byte names."""
+    name = f"{table}__{day:%Y%m%d}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha1(table.encode()).hexdigest()[:8]
+    head = table.encode()[:40].decode(errors="ignore")
+    return f"{head}_{digest}__{day:%Y%m%d}"
+
+
+def _day_bounds(day: dt.date) -> dict[str, sql.Composable]:
+    """[day, day + 1) as literals: partition DDL takes no bound parameters."""
+    return {"lo": sql.Literal(day), "hi": sql.Literal(day + dt.timedelta(days=1))}
 
 
 def sql_type(dtype: pl.DataType, backend: str) -> str:
@@ -147,6 +172,7 @@ class DuckDBWarehouse(Warehouse):
     def replace_window(
         self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
     ) -> None:
+        require_within_window(frame, column, start, end, f"{SCHEMA}.{table}")
         with self._connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
@@ -201,35 +227,63 @@ class DuckDBWarehouse(Warehouse):
 
 
 class PostgresWarehouse(Warehouse):
+    """PostgreSQL: a partitioned asset's table is range-partitioned by day.
+
+    A window write COPYs the new rows into fresh tables, one per day, on several connections
+    at once (the server parses COPY on one core per connection), then a single short
+    transaction detaches and drops the window's old day partitions and attaches the new ones.
+    Readers see the old window or the new one, never a mix, and nothing is deleted row by row.
+    Day partitions live in the schema `fintrack_partitions`, out of analysts' way.
+    """
+
     backend = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, writers: int | None = None, min_slice_rows: int = _MIN_SLICE_ROWS
+    ) -> None:
         self.url = url
+        self.writers = max(1, writers or min(4, os.cpu_count() or 1))
+        self.min_slice_rows = max(1, min_slice_rows)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection]:
+    def _connect(self, autocommit: bool = False) -> psycopg.Connection:
         try:
-            con = psycopg.connect(self.url)
+            return psycopg.connect(self.url, autocommit=autocommit)
         except psycopg.OperationalError as exc:
             # psycopg's message can carry the DSN; say where without the password.
             raise ConnectionError(
                 f"cannot connect to the PostgreSQL warehouse at {redact_url(self.url)}: "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
-        with con:  # commits on success, rolls back on error, then closes
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection]:
+        with self._connect() as con:  # commits on success, rolls back on error, then closes
             yield con
 
-    def _table(self, table: str) -> sql.Composed:
-        return sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(table))
+    def _table(self, table: str, schema: str = SCHEMA) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
-    def _prepare(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+    def _prepare(
+        self,
+        con: psycopg.Connection,
+        table: str,
+        frame: pl.DataFrame,
+        partition_column: str | None = None,
+    ) -> None:
         con.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         columns = sql.SQL(", ").join(
             sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
             for c, t in self._columns_ddl(frame)
         )
+        partitioning = (
+            sql.SQL(" PARTITION BY RANGE ({})").format(sql.Identifier(partition_column))
+            if partition_column
+            else sql.SQL("")
+        )
         con.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._table(table), columns)
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}){}").format(
+                self._table(table), columns, partitioning
+            )
         )
         existing = {
             row[0]
@@ -247,11 +301,11 @@ class PostgresWarehouse(Warehouse):
                     )
                 )
 
-    def _copy(self, con: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+    def _copy(self, con: psycopg.Connection, target: sql.Composable, frame: pl.DataFrame) -> None:
         if frame.is_empty():
             return
         statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv, NULL '\\N')").format(
-            self._table(table), sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+            target, sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
         )
         buffer = io.BytesIO()
         frame.write_csv(buffer, include_header=False, null_value="\\N", datetime_format=None)
@@ -260,24 +314,161 @@ class PostgresWarehouse(Warehouse):
             for offset in range(0, len(view), 1 << 22):
                 copy.write(view[offset : offset + (1 << 22)])
 
+    def _is_partitioned(self, con: psycopg.Connection, table: str) -> bool:
+        row = con.execute(
+            "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = %s",
+            (SCHEMA, table),
+        ).fetchone()
+        return row is not None and row[0] == "p"
+
     def replace_window(
         self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
     ) -> None:
-        with self._transaction() as con:
-            self._prepare(con, table, frame)
-            con.execute(
-                sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
-                    self._table(table), sql.Identifier(column), sql.Identifier(column)
-                ),
-                (start, end),
+        where = f"{SCHEMA}.{table}"
+        require_within_window(frame, column, start, end, where)
+        if frame.schema[column] != pl.Date:
+            raise TypeError(
+                f"partition column {column!r} of {where} must be a date, not {frame.schema[column]}"
             )
-            self._copy(con, table, frame)
+        with self._transaction() as con:
+            self._prepare(con, table, frame, partition_column=column)
+            partitioned = self._is_partitioned(con, table)
+            if not partitioned:
+                # A table created unpartitioned (an asset that gained partitions later): the
+                # same contract, by DELETE and COPY in this one transaction.
+                con.execute(
+                    sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(
+                        self._table(table), sql.Identifier(column), sql.Identifier(column)
+                    ),
+                    (start, end),
+                )
+                self._copy(con, self._table(table), frame)
+        if partitioned:
+            self._swap_window(table, frame, column, start, end)
+
+    def _swap_window(
+        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    ) -> None:
+        days = frame[column].unique().sort().to_list()
+        token = secrets.token_hex(4)
+        loads = {day: f"load_{token}_{day:%Y%m%d}" for day in days}
+        try:
+            with self._connect(autocommit=True) as con:
+                con.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                        sql.Identifier(PARTITION_SCHEMA)
+                    )
+                )
+                for day, load in loads.items():
+                    con.execute(
+                        sql.SQL(
+                            "CREATE TABLE {load} (LIKE {parent});"
+                            "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
+                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})"
+                        ).format(
+                            load=self._table(load, PARTITION_SCHEMA),
+                            parent=self._table(table),
+                            col=sql.Identifier(column),
+                            check=sql.Identifier(f"{load}_day"),
+                            **_day_bounds(day),
+                        )
+                    )
+            self._copy_parallel(frame, column, loads)
+            with self._transaction() as con:
+                con.execute(
+                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
+                )
+                for old, day in self._day_partitions(con, table):
+                    if start <= day < end:
+                        con.execute(
+                            sql.SQL("ALTER TABLE {} DETACH PARTITION {}; DROP TABLE {}").format(
+                                self._table(table), old, old
+                            )
+                        )
+                for day, load in loads.items():
+                    name = partition_name(table, day)
+                    con.execute(
+                        sql.SQL(
+                            "ALTER TABLE {load} RENAME TO {name};"
+                            "ALTER TABLE {parent} ATTACH PARTITION {partition} "
+                            "FOR VALUES FROM ({lo}) TO ({hi})"
+                        ).format(
+                            load=self._table(load, PARTITION_SCHEMA),
+                            name=sql.Identifier(name),
+                            parent=self._table(table),
+                            partition=self._table(name, PARTITION_SCHEMA),
+                            **_day_bounds(day),
+                        )
+                    )
+            loads.clear()  # committed: they are partitions now
+        finally:
+            if loads:
+                self._drop_quietly(loads.values())
+
+    def _copy_parallel(self, frame: pl.DataFrame, column: str, loads: dict[dt.date, str]) -> None:
+        """COPYs each day's rows into its load table, in slices spread over the writers."""
+        slices: list[tuple[str, pl.DataFrame]] = []
+        per_slice = max(self.min_slice_rows, -(-frame.height // self.writers))
+        for (day,), rows in frame.partition_by(column, as_dict=True, maintain_order=True).items():
+            for offset in range(0, rows.height, per_slice):
+                slices.append((loads[day], rows.slice(offset, per_slice)))
+        slices.sort(key=lambda item: -item[1].height)
+        queue = iter(slices)
+        lock = threading.Lock()
+
+        def writer() -> None:
+            with self._transaction() as con:
+                while True:
+                    with lock:
+                        item = next(queue, None)
+                    if item is None:
+                        return
+                    load, rows = item
+                    self._copy(con, self._table(load, PARTITION_SCHEMA), rows)
+
+        workers = min(self.writers, len(slices))
+        if workers == 0:
+            return
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for future in [pool.submit(writer) for _ in range(workers)]:
+                future.result()
+
+    def _day_partitions(
+        self, con: psycopg.Connection, table: str
+    ) -> list[tuple[sql.Composed, dt.date]]:
+        rows = con.execute(
+            "SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE i.inhparent = %s::regclass",
+            (f"{_q(SCHEMA)}.{_q(table)}",),
+        ).fetchall()
+        found = []
+        for schema, name, bound in rows:
+            match = _LOWER_BOUND.search(bound or "")
+            if match is None:
+                raise RuntimeError(f"unexpected partition {name!r} of {SCHEMA}.{table}: {bound}")
+            found.append((self._table(name, schema), dt.date.fromisoformat(match.group(1))))
+        return found
+
+    def _drop_quietly(self, loads: Iterable[str]) -> None:
+        """Drops the load tables of a write that failed; the window keeps its old rows."""
+        try:
+            with self._connect(autocommit=True) as con:
+                for load in loads:
+                    con.execute(
+                        sql.SQL("DROP TABLE IF EXISTS {}").format(
+                            self._table(load, PARTITION_SCHEMA)
+                        )
+                    )
+        except (psycopg.Error, ConnectionError):
+            pass  # the write's own error is the one to report
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         with self._transaction() as con:
             con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(table)))
             self._prepare(con, table, frame)
-            self._copy(con, table, frame)
+            self._copy(con, self._table(table), frame)
 
     def read(
         self,
