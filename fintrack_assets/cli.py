@@ -128,7 +128,7 @@ def _key(name: str) -> object:
 
 
 def show_settings() -> int:
-    from fintrack_assets.settings import get_settings
+    from fintrack_assets.settings import get_settings, redact_url
 
     settings = get_settings()
     print(
@@ -138,6 +138,7 @@ def show_settings() -> int:
                 ["FINTRACK_WAREHOUSE_URL", settings.warehouse_display],
                 ["FINTRACK_MARKET_DATA", settings.market_data],
                 ["POLYGON_API_KEY", "set" if settings.polygon_api_key else "-"],
+                ["FINTRACK_POLYGON_URL", redact_url(settings.polygon_url)],
                 ["FINTRACK_UNIVERSE", settings.universe],
                 ["FINTRACK_START_DATE", settings.start_date.isoformat()],
                 ["FINTRACK_FRAUD_SCORER", settings.fraud_scorer],

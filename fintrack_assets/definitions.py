@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dagster import Definitions, EnvVar
 
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
@@ -33,15 +36,17 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "market_data": MarketDataResource(
             source=settings.market_data,
             polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
+            polygon_base_url=settings.polygon_url,
         ),
     }
 
 
-def build_defs(settings: Settings) -> Definitions:
+def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -> Definitions:
+    """The code location; `resources` replaces named ones (another provider, say)."""
     return Definitions(
         assets=ASSETS,
         jobs=[daily_market_job],
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **(resources or {})},
     )
 
 

@@ -17,7 +17,7 @@ class BronzeOHLCV(pa.DataFrameModel):
     high: float = pa.Field(gt=0)
     low: float = pa.Field(gt=0)
     close: float = pa.Field(gt=0)
-    adj_close: float = pa.Field(gt=0)
+    adj_close: float = pa.Field(gt=0, nullable=True)
     volume: pl.Int64 = pa.Field(ge=0)
     dividend: float = pa.Field(ge=0)
     split_ratio: float = pa.Field(gt=0)

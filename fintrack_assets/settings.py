@@ -41,6 +41,7 @@ class Settings:
     warehouse_url: Secret
     market_data: str
     polygon_api_key: Secret | None
+    polygon_url: str
     universe: str
     start_date: dt.date
     fraud_scorer: str
@@ -76,6 +77,16 @@ class Settings:
                 "POLYGON_API_KEY is required when FINTRACK_MARKET_DATA=polygon: "
                 "set it to your Polygon.io API key"
             )
+        polygon_url = get("FINTRACK_POLYGON_URL", "https://api.polygon.io")
+        assert polygon_url is not None
+        if (
+            urlsplit(polygon_url).scheme not in ("http", "https")
+            or not urlsplit(polygon_url).netloc
+        ):
+            raise SettingsError(
+                "FINTRACK_POLYGON_URL must be an http:// or https:// URL, "
+                f"got {redact_url(polygon_url)!r}"
+            )
         fraud_scorer = _choice(
             get("FINTRACK_FRAUD_SCORER", "local"), "FINTRACK_FRAUD_SCORER", FRAUD_SCORERS
         )
@@ -108,6 +119,7 @@ class Settings:
             ),
             market_data=market_data,
             polygon_api_key=Secret(polygon_key) if polygon_key else None,
+            polygon_url=polygon_url.rstrip("/"),
             universe=universe,
             start_date=_start_date(get("FINTRACK_START_DATE", "2020-01-02")),
             fraud_scorer=fraud_scorer,

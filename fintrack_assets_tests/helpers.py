@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 import pytest
@@ -22,16 +23,22 @@ class RunSummary:
     success: bool
     partitions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     checks: dict[str, bool] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class Platform:
     """One lake + warehouse + Dagster instance, as a user's deployment would have."""
 
-    def __init__(self, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch,
+        resources: dict[str, Any] | None = None,
+    ) -> None:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         self.settings = Settings.from_env()
-        self.defs: Definitions = build_defs(self.settings)
+        self.defs: Definitions = build_defs(self.settings, resources)
         self.instance = DagsterInstance.ephemeral()
         self.env = env
 
@@ -45,7 +52,11 @@ class Platform:
         return self._run(job, {}, {**QUIET, **config})
 
     def market(
-        self, first: str, last: str | None = None, assets: list[str] | None = None
+        self,
+        first: str,
+        last: str | None = None,
+        assets: list[str] | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> RunSummary:
         tags = {
             "dagster/asset_partition_range_start": first,
@@ -54,7 +65,7 @@ class Platform:
         job = self.defs.resolve_job_def("daily_market_job")
         if assets:
             job = job.get_subset(asset_selection={AssetKey(a) for a in assets})
-        return self._run(job, tags, QUIET)
+        return self._run(job, tags, {**QUIET, **(run_config or {})})
 
     def _run(self, job: JobDefinition, tags: dict, run_config: dict) -> RunSummary:
         result = job.execute_in_process(
@@ -66,6 +77,7 @@ class Platform:
                 m = event.event_specific_data.materialization
                 if m.partition:
                     summary.partitions[m.asset_key.to_user_string()].add(m.partition)
+                    summary.metadata[m.asset_key.to_user_string()] = dict(m.metadata)
             elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 summary.checks[evaluation.check_name] = evaluation.passed

@@ -39,6 +39,8 @@ def frame(*rows: dict[str, object]) -> pl.DataFrame:
         ({"volume": -5}, "negative_volume"),
         ({"close": float("nan")}, "missing_price"),
         ({"open": None}, "missing_price"),
+        ({"adj_close": float("nan")}, "missing_price"),
+        ({"adj_close": 0.0}, "non_positive_price"),
         ({"date": dt.date(2025, 7, 4)}, "non_session_date"),
         ({"date": dt.date(2025, 7, 5)}, "non_session_date"),
         ({"symbol": "../../etc"}, "bad_symbol"),
@@ -82,4 +84,10 @@ def test_nothing_is_lost_and_bronze_meets_the_contract():
     rows = [bar(symbol=s) for s in ["AAPL", "MSFT", "BRK-B", "^GSPC"]] + [bar(volume=-1)]
     bronze, rejects = to_bronze(frame(*rows))
     assert bronze.height + rejects.height == len(rows)
+    BronzeOHLCV.validate(bronze)
+
+
+def test_a_provider_without_a_total_return_close_is_not_rejected():
+    bronze, rejects = to_bronze(frame(bar(adj_close=None)))
+    assert rejects.is_empty() and bronze["adj_close"].to_list() == [None]
     BronzeOHLCV.validate(bronze)

@@ -58,7 +58,7 @@ def test_one_run_over_60_sessions_gives_60_partitions_and_reruns_change_nothing(
     assert run.success
     assert run.partitions["raw_ohlcv"] == {d.isoformat() for d in SESSIONS}
     assert run.partitions["bronze_ohlcv"] == {d.isoformat() for d in SESSIONS}
-    assert run.checks == {"reject_share": True, "contract": True}
+    assert run.checks == {"symbol_failures": True, "reject_share": True, "contract": True}
     expected = {"raw_ohlcv": (5 * 60, 60), "bronze_ohlcv": (5 * 60, 60)}
     assert _counts(platform) == expected
     assert platform.warehouse_frame("symbol_universe").height == 5

@@ -37,6 +37,7 @@ def test_defaults_are_the_embedded_platform(tmp_path, monkeypatch):
         ({"FINTRACK_FRAUD_SCORER": "remote"}, ["FINTRACK_FRAUD_SCORER", "local, http"]),
         ({"FINTRACK_FRAUD_SCORER": "http"}, ["FINTRACK_FRAUD_API_URL"]),
         ({"FINTRACK_FRAUD_API_URL": "ftp://x"}, ["FINTRACK_FRAUD_API_URL"]),
+        ({"FINTRACK_POLYGON_URL": "api.polygon.io"}, ["FINTRACK_POLYGON_URL"]),
     ],
 )
 def test_a_bad_value_fails_with_one_line_naming_the_variable(env, names):

@@ -19,6 +19,7 @@ from dagster import (
     Jitter,
     MetadataValue,
     Output,
+    ResourceParam,
     RetryPolicy,
     asset,
     multi_asset,
@@ -28,7 +29,13 @@ from fintrack_assets.assets.metadata import frame_metadata, markdown_table
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.market import normalise_raw
-from fintrack_assets.core.universe import load_universe, split_valid
+from fintrack_assets.core.universe import (
+    load_universe,
+    split_valid,
+    stale_symbols,
+    with_provider_metadata,
+)
+from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
@@ -43,6 +50,9 @@ MARKET_DATA_POOL = "market_data_api"
 class UniverseConfig(Config):
     universe: str | None = None
     """Overrides FINTRACK_UNIVERSE for this run: sample, sp500, AAPL,MSFT, a CSV, synthetic:N."""
+    refresh_metadata: bool = True
+    """Ask the provider for name, sector and industry of symbols whose metadata is stale."""
+    metadata_max_age_days: int = 30
 
 
 @asset(
@@ -51,11 +61,30 @@ class UniverseConfig(Config):
     group_name="market",
     description="The symbols the market assets fetch, with name, sector, industry and type.",
 )
-def symbol_universe(context: AssetExecutionContext, config: UniverseConfig) -> Output[pl.DataFrame]:
+def symbol_universe(
+    context: AssetExecutionContext,
+    config: UniverseConfig,
+    market_data: MarketDataResource,
+    warehouse: ResourceParam[WarehouseIOManager],
+) -> Output[pl.DataFrame]:
     spec = config.universe or get_settings().universe
     universe, rejected = split_valid(load_universe(spec))
     if not rejected.is_empty():
         context.log.warning(f"{rejected.height} universe row(s) rejected: bad or repeated symbol")
+    provider = market_data.provider(universe)
+    now = dt.datetime.now(dt.UTC)
+    max_age = dt.timedelta(days=config.metadata_max_age_days)
+    previous = warehouse.previous("symbol_universe")
+    stale = stale_symbols(universe, previous, now, max_age)
+    fetched, failures = provider.symbol_metadata(
+        stale if config.refresh_metadata else [], context.log.info
+    )
+    if not failures.is_empty():
+        context.log.warning(
+            f"metadata for {failures.height} symbol(s) unavailable from {provider.name}; "
+            "keeping what we had"
+        )
+    universe = with_provider_metadata(universe, previous, fetched, now, max_age)
     return Output(
         universe,
         metadata={
@@ -64,6 +93,10 @@ def symbol_universe(context: AssetExecutionContext, config: UniverseConfig) -> O
             "sectors": universe["sector"].n_unique(),
             "rejected_rows": rejected.height,
             "rejected": MetadataValue.md(markdown_table(rejected, rows=20)),
+            "metadata_source": provider.name,
+            "metadata_refreshed": fetched.height,
+            "metadata_failed": failures.height,
+            "metadata_failures": MetadataValue.md(markdown_table(failures, rows=20)),
         },
     )
 
@@ -71,6 +104,11 @@ def symbol_universe(context: AssetExecutionContext, config: UniverseConfig) -> O
 def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
     start, end = window_dates(context.partition_time_window)
     return start, end, sessions_between(start, end)
+
+
+class RawConfig(Config):
+    max_failed_share: float = 0.05
+    """The symbol-failures check fails when more than this share of the universe failed."""
 
 
 @asset(
@@ -82,12 +120,20 @@ def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.d
     retry_policy=FETCH_RETRY,
     group_name="market",
     description="Daily bars as the provider returned them, normalised; one Delta table.",
+    check_specs=[
+        AssetCheckSpec(
+            "symbol_failures",
+            asset="raw_ohlcv",
+            description="At most max_failed_share of the universe failed to fetch.",
+        )
+    ],
 )
 def raw_ohlcv(
     context: AssetExecutionContext,
+    config: RawConfig,
     market_data: MarketDataResource,
     symbol_universe: pl.DataFrame,
-) -> Output[pl.DataFrame]:
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     start, end, sessions = _window(context)
     pending = unclosed_sessions(sessions)
     if pending:
@@ -95,34 +141,55 @@ def raw_ohlcv(
             f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
             allow_retries=False,
         )
+    provider = market_data.provider(symbol_universe)
+    symbols = symbol_universe["symbol"].to_list()
     context.log.info(
-        f"fetching {symbol_universe.height} symbols x {len(sessions)} sessions "
-        f"[{start}, {end}) from {market_data.source}"
+        f"fetching {len(symbols)} symbols x {len(sessions)} sessions [{start}, {end}) "
+        f"from {provider.name}"
     )
     started = time.perf_counter()
-    bars = market_data.fetch(symbol_universe, start, end)
-    raw, misplaced = normalise_raw(bars, market_data.source, start, end, dt.datetime.now(dt.UTC))
+    fetched = provider.fetch(symbols, sessions, context.log.info)
+    raw, misplaced = normalise_raw(fetched.bars, provider.name, start, end, dt.datetime.now(dt.UTC))
     if not misplaced.is_empty():
         context.log.warning(
             f"{misplaced.height} bar(s) dated outside [{start}, {end}) or undated; "
             "listed in metadata, not stored in this partition"
         )
     seconds = time.perf_counter() - started
-    symbols_returned = raw["symbol"].n_unique()
+    failed_share = fetched.symbols_failed / len(symbols) if symbols else 0.0
     context.log.info(
-        f"fetched {raw.height:,} rows for {symbols_returned} symbols in {seconds:.2f} s"
+        f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
+        f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
     )
-    return Output(
+    yield Output(
         raw,
         metadata={
             **frame_metadata(raw, seconds),
-            "source": market_data.source,
+            "source": provider.name,
             "sessions": len(sessions),
-            "symbols_requested": symbol_universe.height,
-            "symbols_returned": symbols_returned,
+            "batches_total": len(fetched.batches),
+            "batch_size": fetched.batch_size,
+            "requests": fetched.requests,
+            "symbols_requested": fetched.symbols_requested,
+            "symbols_succeeded": fetched.symbols_succeeded,
+            "symbols_failed": fetched.symbols_failed,
+            "failures": MetadataValue.md(markdown_table(fetched.failures, rows=50)),
+            "processing_ms": round(seconds * 1000),
             "rows_outside_window": misplaced.height,
             "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
             "rows_per_second": round(raw.height / seconds) if seconds > 0 else None,
+        },
+    )
+    yield AssetCheckResult(
+        check_name="symbol_failures",
+        asset_key="raw_ohlcv",
+        passed=failed_share <= config.max_failed_share,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "failed_share": round(failed_share, 6),
+            "threshold": config.max_failed_share,
+            "symbols_failed": fetched.symbols_failed,
+            "failed_symbols": ", ".join(fetched.failures["symbol"].unique().sort().head(50)),
         },
     )
 

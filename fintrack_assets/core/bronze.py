@@ -24,13 +24,20 @@ OHLCV_SCHEMA: dict[str, pl.DataType] = {
     "ingested_at": pl.Datetime("us", "UTC"),
 }
 PRICES = ["open", "high", "low", "close"]
+BAR_COLUMNS = [c for c in OHLCV_SCHEMA if c not in ("source", "ingested_at")]
+"""What a provider returns, before `normalise_raw` stamps source and ingestion time."""
+
+
+def empty_bars() -> pl.DataFrame:
+    return pl.DataFrame(schema={c: OHLCV_SCHEMA[c] for c in BAR_COLUMNS})
+
 
 REJECT_REASONS: dict[str, pl.Expr] = {
     "bad_symbol": ~valid_symbol_expr(),
-    "missing_price": pl.any_horizontal(
-        pl.col(c).is_null() | pl.col(c).is_nan() for c in [*PRICES, "adj_close"]
-    ),
-    "non_positive_price": pl.any_horizontal(pl.col(c) <= 0 for c in PRICES),
+    # adj_close may be null: not every provider serves a total-return close (Polygon does not).
+    "missing_price": pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in PRICES)
+    | pl.col("adj_close").is_nan(),
+    "non_positive_price": pl.any_horizontal(pl.col(c) <= 0 for c in [*PRICES, "adj_close"]),
     "high_below_low": pl.col("high") < pl.col("low"),
     "open_close_outside_range": (pl.col("high") < pl.max_horizontal("open", "close"))
     | (pl.col("low") > pl.min_horizontal("open", "close")),

@@ -17,6 +17,7 @@ import hashlib
 import numpy as np
 import polars as pl
 
+from fintrack_assets.core.bronze import empty_bars
 from fintrack_assets.core.calendar import nyse_sessions, sessions_between
 from fintrack_assets.core.universe import SECTORS
 
@@ -94,7 +95,7 @@ def generate_ohlcv(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.D
     """Daily bars for every universe symbol and every session with start <= session < end."""
     days = sessions_between(start, end)
     if not days or universe.is_empty():
-        return _empty()
+        return empty_bars()
     all_sessions = nyse_sessions()
     first = int(np.searchsorted(all_sessions, np.datetime64(days[0], "D")))
     wanted = np.arange(first, first + len(days))
@@ -105,37 +106,6 @@ def generate_ohlcv(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.D
         chunk = universe.slice(lo, CHUNK_SYMBOLS)
         frames.append(_chunk(chunk, wanted, n, market, sectors))
     return pl.concat(frames).sort("symbol", "date")
-
-
-_COLUMNS = [
-    "symbol",
-    "date",
-    "open",
-    "high",
-    "low",
-    "close",
-    "adj_close",
-    "volume",
-    "dividend",
-    "split_ratio",
-]
-
-
-def _empty() -> pl.DataFrame:
-    return pl.DataFrame(
-        schema={
-            "symbol": pl.String,
-            "date": pl.Date,
-            "open": pl.Float64,
-            "high": pl.Float64,
-            "low": pl.Float64,
-            "close": pl.Float64,
-            "adj_close": pl.Float64,
-            "volume": pl.Int64,
-            "dividend": pl.Float64,
-            "split_ratio": pl.Float64,
-        }
-    )
 
 
 def _idiosyncratic(h: np.ndarray, vol: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from importlib import resources
 from pathlib import Path
 
@@ -143,3 +144,52 @@ def load_universe(spec: str) -> pl.DataFrame:
         return csv_universe(value)
     assert isinstance(value, list)
     return symbols_universe(value)
+
+
+METADATA = ["name", "sector", "industry"]
+REFRESHED_AT = "metadata_refreshed_at"
+
+
+def _still_fresh(
+    previous: pl.DataFrame | None, now: dt.datetime, max_age: dt.timedelta
+) -> pl.DataFrame:
+    """Provider metadata from the previous table that is younger than `max_age`."""
+    schema = {"symbol": pl.String, **dict.fromkeys(METADATA, pl.String)}
+    if previous is None or REFRESHED_AT not in previous.columns:
+        return pl.DataFrame(schema={**schema, REFRESHED_AT: pl.Datetime("us", "UTC")})
+    refreshed = pl.col(REFRESHED_AT).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    return previous.select(*schema, refreshed).filter(pl.col(REFRESHED_AT) >= now - max_age)
+
+
+def stale_symbols(
+    universe: pl.DataFrame, previous: pl.DataFrame | None, now: dt.datetime, max_age: dt.timedelta
+) -> list[str]:
+    """Symbols whose provider metadata is missing or older than `max_age`."""
+    fresh = _still_fresh(previous, now, max_age)["symbol"]
+    return universe.filter(~pl.col("symbol").is_in(fresh.implode()))["symbol"].to_list()
+
+
+def with_provider_metadata(
+    universe: pl.DataFrame,
+    previous: pl.DataFrame | None,
+    fetched: pl.DataFrame,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+) -> pl.DataFrame:
+    """The universe with name, sector and industry from the provider where it has them.
+
+    Per field, a value fetched now beats one cached in the previous table (if still fresh),
+    which beats the shipped list; a provider that knows no sector never blanks ours.
+    `metadata_refreshed_at` says when the provider last answered for the symbol.
+    """
+    stamped = fetched.select("symbol", *METADATA).with_columns(
+        pl.lit(now).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(REFRESHED_AT)
+    )
+    cached = _still_fresh(previous, now, max_age)
+    newest = pl.concat(
+        [stamped, cached.filter(~pl.col("symbol").is_in(stamped["symbol"].implode()))]
+    )
+    merged = universe.join(newest, on="symbol", how="left", suffix="_provider")
+    return merged.with_columns(pl.coalesce(f"{c}_provider", c).alias(c) for c in METADATA).select(
+        *UNIVERSE_SCHEMA, REFRESHED_AT
+    )

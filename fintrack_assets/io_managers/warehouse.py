@@ -552,6 +552,13 @@ class WarehouseIOManager(ConfigurableIOManager):
             }
         )
 
+    def previous(self, table: str) -> pl.DataFrame | None:
+        """The table as last written, or None before its first write (for self-caching)."""
+        try:
+            return self.warehouse.read(table)
+        except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
+            return None
+
     def load_input(self, context: InputContext) -> pl.DataFrame:
         table = "__".join(context.asset_key.path)
         if context.has_asset_partitions:

@@ -1,0 +1,88 @@
+"""What every market-data provider reports about a fetch: bars, failed symbols, batches.
+
+No dagster import: the providers are plain classes, and `raw_ohlcv` turns a `FetchResult`
+into metadata, log lines and the failed-share check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import polars as pl
+from tenacity import wait_random_exponential
+
+from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
+
+FAILURE_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "error": pl.String(),
+    "batch": pl.Int64(),
+}
+
+Log = Callable[[str], None]
+Sleep = Callable[[float], None]
+
+
+def backoff(base_seconds: float, max_seconds: float) -> wait_random_exponential:
+    """Exponential backoff with full jitter: attempt n waits uniform(0, min(max, base * 2^n))."""
+    return wait_random_exponential(multiplier=base_seconds, max=max_seconds)
+
+
+@dataclass(frozen=True)
+class Batch:
+    number: int  # 1-based
+    symbols: int
+    seconds: float
+    failed: int
+
+
+@dataclass
+class FetchResult:
+    """One provider call for a universe over [start, end)."""
+
+    bars: pl.DataFrame
+    failures: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FAILURE_SCHEMA))
+    batches: list[Batch] = field(default_factory=list)
+    batch_size: int = 0
+    requests: int = 0
+    symbols_requested: int = 0
+
+    @property
+    def symbols_failed(self) -> int:
+        return self.failures["symbol"].n_unique()
+
+    @property
+    def symbols_succeeded(self) -> int:
+        return self.symbols_requested - self.symbols_failed
+
+
+def failures_frame(rows: Sequence[tuple[str, str, int]]) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=FAILURE_SCHEMA, orient="row")
+
+
+def in_batches(symbols: Sequence[str], size: int) -> Iterator[list[str]]:
+    size = max(1, size)
+    for offset in range(0, len(symbols), size):
+        yield list(symbols[offset : offset + size])
+
+
+def batch_line(batch: Batch, total: int) -> str:
+    """The per-batch progress line, e.g. `batch 3/55: 100 symbols, 1.2 s, 2 failed`."""
+    return (
+        f"batch {batch.number}/{total}: {batch.symbols} symbols, "
+        f"{batch.seconds:.1f} s, {batch.failed} failed"
+    )
+
+
+__all__ = [
+    "BAR_COLUMNS",
+    "FAILURE_SCHEMA",
+    "Batch",
+    "FetchResult",
+    "backoff",
+    "batch_line",
+    "empty_bars",
+    "failures_frame",
+    "in_batches",
+]

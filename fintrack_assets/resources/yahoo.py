@@ -1,0 +1,280 @@
+"""The yfinance provider: batched `yf.download`, failed tickers retried, prices as traded.
+
+yfinance is reached only through `YahooAdapter` (download, split history, info), so the
+batching, retry and reconstruction logic is tested with recorded frames while the adapter
+itself stays a few lines of yfinance calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+import polars as pl
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
+
+from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
+from fintrack_assets.resources.fetching import (
+    BAR_COLUMNS,
+    Batch,
+    FetchResult,
+    Log,
+    Sleep,
+    backoff,
+    batch_line,
+    empty_bars,
+    failures_frame,
+    in_batches,
+)
+
+RATE_LIMITED = "YFRateLimitError"
+NO_DATA = "no data returned (all-NaN Close)"
+
+
+class YahooAdapter(Protocol):
+    """The three yfinance calls the provider makes."""
+
+    def download(
+        self, tickers: list[str], start: dt.date, end: dt.date, threads: int
+    ) -> tuple[pd.DataFrame | None, dict[str, str]]:
+        """(the wide frame `yf.download` returns, error text per failed ticker)."""
+        ...
+
+    def splits(self, ticker: str) -> pd.Series:
+        """`Ticker.splits`: ratio by ex-date; raises when Yahoo could not be asked."""
+        ...
+
+    def info(self, ticker: str) -> dict[str, Any]: ...
+
+
+class _ErrorCapture(logging.Handler):
+    """yfinance reports per-ticker failures only as ERROR log lines: `['AAPL', 'X']: error`."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.errors: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        head, sep, error = message.partition("]: ")
+        if not sep or not head.startswith("["):
+            return
+        for ticker in head.lstrip("[").split(","):
+            self.errors[ticker.strip().strip("'\"")] = error.strip()
+
+
+class YFinanceAdapter:
+    """The real thing: Yahoo over yfinance."""
+
+    _config_lock = threading.Lock()
+
+    def download(
+        self, tickers: list[str], start: dt.date, end: dt.date, threads: int
+    ) -> tuple[pd.DataFrame | None, dict[str, str]]:
+        import yfinance as yf
+
+        logger = logging.getLogger("yfinance")
+        capture = _ErrorCapture()
+        logger.addHandler(capture)
+        try:
+            frame = yf.download(
+                tickers,
+                start=start.isoformat(),
+                end=end.isoformat(),
+                auto_adjust=False,
+                actions=True,
+                group_by="ticker",
+                threads=max(1, threads),
+                progress=False,
+                multi_level_index=True,
+            )
+        finally:
+            logger.removeHandler(capture)
+        return frame, capture.errors
+
+    def splits(self, ticker: str) -> pd.Series:
+        import yfinance as yf
+
+        # With exceptions hidden yfinance answers a failed request with "no splits", which
+        # would silently leave prices on today's basis.
+        with self._config_lock:
+            hidden = yf.config.debug.hide_exceptions
+            yf.config.debug.hide_exceptions = False
+            try:
+                return yf.Ticker(ticker).splits
+            finally:
+                yf.config.debug.hide_exceptions = hidden
+
+    def info(self, ticker: str) -> dict[str, Any]:
+        import yfinance as yf
+
+        return dict(yf.Ticker(ticker).info or {})
+
+
+def _never_splits(symbol: str) -> bool:
+    """Indices (^GSPC) and FX or futures (EUR=X) have no split history to ask for."""
+    return symbol.startswith("^") or "=" in symbol
+
+
+@dataclass
+class YahooProvider:
+    adapter: YahooAdapter = field(default_factory=YFinanceAdapter)
+    batch_size_single: int = 100
+    batch_size_range: int = 50
+    threads: int = 4
+    max_attempts: int = 4
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 60.0
+    rate_limit_backoff_seconds: float = 30.0
+    sleep: Sleep = time.sleep
+    _splits_cache: dict[str, pd.Series] = field(default_factory=dict, repr=False)
+
+    name = "yfinance"
+
+    def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
+        size = self.batch_size_single if len(sessions) <= 1 else self.batch_size_range
+        result = FetchResult(bars=empty_bars(), batch_size=size, symbols_requested=len(symbols))
+        if not sessions or not symbols:
+            return result
+        start, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
+        groups = list(in_batches(symbols, size))
+        pieces: list[pl.DataFrame] = []
+        failures: list[tuple[str, str, int]] = []
+        for number, group in enumerate(groups, start=1):
+            started = time.perf_counter()
+            bars, failed = self._download_batch(group, start, end, result)
+            bars, split_failures = self._as_traded(bars, result)
+            failed |= split_failures
+            pieces.append(bars)
+            failures.extend((symbol, error, number) for symbol, error in sorted(failed.items()))
+            batch = Batch(number, len(group), time.perf_counter() - started, len(failed))
+            result.batches.append(batch)
+            log(batch_line(batch, len(groups)))
+        result.bars = pl.concat([empty_bars(), *pieces], how="diagonal_relaxed").select(BAR_COLUMNS)
+        result.failures = failures_frame(failures)
+        return result
+
+    def _download_batch(
+        self, tickers: list[str], start: dt.date, end: dt.date, result: FetchResult
+    ) -> tuple[pl.DataFrame, dict[str, str]]:
+        """Downloads a batch, then again only its failed tickers, backing off in between.
+
+        `yf.download` never raises per ticker: a failure is an all-NaN column and an error
+        line. A rate limit among the errors stretches the wait to `rate_limit_backoff_seconds`.
+        """
+        pending = list(tickers)
+        errors: dict[str, str] = {}
+        pieces: list[pl.DataFrame] = []
+
+        def attempt() -> list[str]:
+            nonlocal pending, errors
+            frame, reported = self.adapter.download(
+                pending, start, end, min(self.threads, len(pending))
+            )
+            result.requests += len(pending)
+            bars, failed = yahoo_long(frame, pending)
+            pieces.append(bars)
+            errors = {t: reported.get(t, NO_DATA) for t in failed}
+            pending = failed
+            return pending
+
+        jittered = backoff(self.backoff_base_seconds, self.backoff_max_seconds)
+
+        def wait(state: RetryCallState) -> float:
+            delay = jittered(state)
+            if any(RATE_LIMITED in error for error in errors.values()):
+                return max(delay, self.rate_limit_backoff_seconds)
+            return delay
+
+        Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait,
+            retry=retry_if_result(bool),
+            retry_error_callback=lambda state: None,
+            sleep=self.sleep,
+        )(attempt)
+        return pl.concat(pieces, how="diagonal_relaxed"), {
+            t: f"{errors[t]} after {self.max_attempts} attempts" for t in pending
+        }
+
+    def _as_traded(
+        self, bars: pl.DataFrame, result: FetchResult
+    ) -> tuple[pl.DataFrame, dict[str, str]]:
+        """Bars rebuilt as traded; a symbol whose split history is unavailable fails whole."""
+        failed: dict[str, str] = {}
+        history: dict[str, pd.Series] = {}
+        for symbol in bars["symbol"].unique(maintain_order=True).to_list():
+            if _never_splits(symbol):
+                continue
+            try:
+                history[symbol] = self._splits(symbol, result)
+            except Exception as exc:  # any failure of Yahoo's is this symbol's
+                failed[symbol] = f"split history unavailable: {_short(exc)}"
+        kept = bars.filter(~pl.col("symbol").is_in(list(failed)))
+        return as_traded(kept, splits_frame(history)), failed
+
+    def _splits(self, symbol: str, result: FetchResult) -> pd.Series:
+        if symbol not in self._splits_cache:
+
+            def ask() -> pd.Series:
+                result.requests += 1
+                return self.adapter.splits(symbol)
+
+            retrying = Retrying(
+                stop=stop_after_attempt(self.max_attempts),
+                wait=backoff(self.backoff_base_seconds, self.backoff_max_seconds),
+                retry=retry_if_exception_type(Exception),
+                sleep=self.sleep,
+                reraise=True,
+            )
+            self._splits_cache[symbol] = retrying(ask)
+        return self._splits_cache[symbol]
+
+    def symbol_metadata(
+        self, symbols: Sequence[str], log: Log
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Name, sector and industry from `Ticker.info`; a symbol that fails keeps what we had."""
+        rows: list[dict[str, str | None]] = []
+        failures: list[tuple[str, str, int]] = []
+        for symbol in symbols:
+            try:
+                info = self.adapter.info(symbol)
+            except Exception as exc:  # tolerated: metadata is best effort
+                failures.append((symbol, _short(exc), 0))
+                continue
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "name": info.get("longName") or info.get("shortName"),
+                    "sector": info.get("sector"),
+                    "industry": info.get("industry"),
+                }
+            )
+        log(f"symbol metadata from yfinance: {len(rows)} refreshed, {len(failures)} failed")
+        frame = pl.DataFrame(
+            rows,
+            schema={
+                "symbol": pl.String,
+                "name": pl.String,
+                "sector": pl.String,
+                "industry": pl.String,
+            },
+        )
+        return frame, failures_frame(failures)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
