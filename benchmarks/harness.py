@@ -25,6 +25,7 @@ WORKLOADS = (
     "raw_to_bronze_1_session",
     "raw_to_bronze_backfill_2000",
     "postgres_partition_write_1m",
+    "polygon_range_backfill_500x1y",
 )
 PARTITIONS_START = "2015-01-02"
 """Early enough for the 2,000 sessions ending 2025-10-03 (the first is in 2017)."""
@@ -56,6 +57,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.postgres import partition_write
 
         return lambda _workdir, quick: partition_write(quick)
+    if name == "polygon_range_backfill_500x1y":
+        from benchmarks.polygon import range_backfill
+
+        return lambda _workdir, quick: range_backfill(quick)
     from benchmarks.market import backfill, one_session
 
     return one_session if name == "raw_to_bronze_1_session" else backfill
@@ -64,7 +69,7 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
 def _header(quick: bool, started: dt.datetime, seconds: float) -> str:
     versions = ", ".join(
         f"{package} {metadata.version(package)}"
-        for package in ("dagster", "polars", "deltalake", "psycopg")
+        for package in ("dagster", "polars", "deltalake", "psycopg", "httpx")
     )
     mode = "quick (sizes ~1/10, targets are the full-size ones)" if quick else "full"
     return (
