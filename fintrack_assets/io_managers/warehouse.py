@@ -246,6 +246,7 @@ class PostgresWarehouse(Warehouse):
         self.min_slice_rows = max(1, min_slice_rows)
 
     def _connect(self, autocommit: bool = False) -> psycopg.Connection:
+        """Use as `with`: commits on success, rolls back on error, then closes."""
         try:
             return psycopg.connect(self.url, autocommit=autocommit)
         except psycopg.OperationalError as exc:
@@ -254,11 +255,6 @@ class PostgresWarehouse(Warehouse):
                 f"cannot connect to the PostgreSQL warehouse at {redact_url(self.url)}: "
                 f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
-
-    @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection]:
-        with self._connect() as con:  # commits on success, rolls back on error, then closes
-            yield con
 
     def _table(self, table: str, schema: str = SCHEMA) -> sql.Composed:
         return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
@@ -331,7 +327,7 @@ class PostgresWarehouse(Warehouse):
             raise TypeError(
                 f"partition column {column!r} of {where} must be a date, not {frame.schema[column]}"
             )
-        with self._transaction() as con:
+        with self._connect() as con:
             self._prepare(con, table, frame, partition_column=column)
             partitioned = self._is_partitioned(con, table)
             if not partitioned:
@@ -375,7 +371,7 @@ class PostgresWarehouse(Warehouse):
                         )
                     )
             self._copy_parallel(frame, column, loads)
-            with self._transaction() as con:
+            with self._connect() as con:
                 con.execute(
                     sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
                 )
@@ -418,7 +414,7 @@ class PostgresWarehouse(Warehouse):
         lock = threading.Lock()
 
         def writer() -> None:
-            with self._transaction() as con:
+            with self._connect() as con:
                 while True:
                     with lock:
                         item = next(queue, None)
@@ -465,7 +461,7 @@ class PostgresWarehouse(Warehouse):
             pass  # the write's own error is the one to report
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
-        with self._transaction() as con:
+        with self._connect() as con:
             con.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(table)))
             self._prepare(con, table, frame)
             self._copy(con, self._table(table), frame)
@@ -484,7 +480,7 @@ class PostgresWarehouse(Warehouse):
                 query, sql.Identifier(column), sql.Identifier(column)
             )
             params = (start, end)
-        with self._transaction() as con, con.cursor() as cur:
+        with self._connect() as con, con.cursor() as cur:
             cur.execute(query, params)
             schema = {
                 d.name: _PG_TYPES.get(d.type_code, pl.String()) for d in cur.description or []
@@ -493,7 +489,7 @@ class PostgresWarehouse(Warehouse):
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def count(self, table: str) -> int:
-        with self._transaction() as con:
+        with self._connect() as con:
             row = con.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(self._table(table))
             ).fetchone()

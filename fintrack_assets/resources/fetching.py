@@ -57,6 +57,20 @@ class FetchResult:
         return self.symbols_requested - self.symbols_failed
 
 
+METADATA_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "name": pl.String(),
+    "sector": pl.String(),
+    "industry": pl.String(),
+}
+MetadataRow = tuple[str, str | None, str | None, str | None]
+
+
+def metadata_frame(rows: Sequence[MetadataRow]) -> pl.DataFrame:
+    """(symbol, name, sector, industry) as a provider knows them; None where it does not."""
+    return pl.DataFrame(list(rows), schema=METADATA_SCHEMA, orient="row")
+
+
 def failures_frame(rows: Sequence[tuple[str, str, int]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=FAILURE_SCHEMA, orient="row")
 
@@ -85,4 +99,5 @@ __all__ = [
     "empty_bars",
     "failures_frame",
     "in_batches",
+    "metadata_frame",
 ]

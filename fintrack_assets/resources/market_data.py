@@ -13,7 +13,14 @@ from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
 from fintrack_assets.core.synthetic import generate_ohlcv
-from fintrack_assets.resources.fetching import Batch, FetchResult, Log, batch_line, failures_frame
+from fintrack_assets.resources.fetching import (
+    Batch,
+    FetchResult,
+    Log,
+    batch_line,
+    failures_frame,
+    metadata_frame,
+)
 
 
 class Provider(Protocol):
@@ -54,15 +61,7 @@ class SyntheticProvider:
     def symbol_metadata(
         self, symbols: Sequence[str], log: Log
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        empty = pl.DataFrame(
-            schema={
-                "symbol": pl.String,
-                "name": pl.String,
-                "sector": pl.String,
-                "industry": pl.String,
-            }
-        )
-        return empty, failures_frame([])
+        return metadata_frame([]), failures_frame([])
 
 
 class MarketDataResource(ConfigurableResource):

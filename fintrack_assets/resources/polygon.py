@@ -51,6 +51,7 @@ from fintrack_assets.resources.fetching import (
     empty_bars,
     failures_frame,
     in_batches,
+    metadata_frame,
 )
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
@@ -574,17 +575,7 @@ class PolygonProvider:
             f"ticker details: {len(symbols)} symbols, {len(failures)} failed, "
             f"{session.requests} requests, {time.perf_counter() - started:.1f} s"
         )
-        frame = pl.DataFrame(
-            rows,
-            schema={
-                "symbol": pl.String,
-                "name": pl.String,
-                "sector": pl.String,
-                "industry": pl.String,
-            },
-            orient="row",
-        )
-        return frame, failures_frame(failures)
+        return metadata_frame(rows), failures_frame(failures)
 
 
 def _settle(

@@ -31,12 +31,14 @@ from fintrack_assets.resources.fetching import (
     Batch,
     FetchResult,
     Log,
+    MetadataRow,
     Sleep,
     backoff,
     batch_line,
     empty_bars,
     failures_frame,
     in_batches,
+    metadata_frame,
 )
 
 RATE_LIMITED = "YFRateLimitError"
@@ -246,7 +248,7 @@ class YahooProvider:
         self, symbols: Sequence[str], log: Log
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Name, sector and industry from `Ticker.info`; a symbol that fails keeps what we had."""
-        rows: list[dict[str, str | None]] = []
+        rows: list[MetadataRow] = []
         failures: list[tuple[str, str, int]] = []
         for symbol in symbols:
             try:
@@ -255,24 +257,15 @@ class YahooProvider:
                 failures.append((symbol, _short(exc), 0))
                 continue
             rows.append(
-                {
-                    "symbol": symbol,
-                    "name": info.get("longName") or info.get("shortName"),
-                    "sector": info.get("sector"),
-                    "industry": info.get("industry"),
-                }
+                (
+                    symbol,
+                    info.get("longName") or info.get("shortName"),
+                    info.get("sector"),
+                    info.get("industry"),
+                )
             )
         log(f"symbol metadata from yfinance: {len(rows)} refreshed, {len(failures)} failed")
-        frame = pl.DataFrame(
-            rows,
-            schema={
-                "symbol": pl.String,
-                "name": pl.String,
-                "sector": pl.String,
-                "industry": pl.String,
-            },
-        )
-        return frame, failures_frame(failures)
+        return metadata_frame(rows), failures_frame(failures)
 
 
 def _short(exc: BaseException) -> str:
