@@ -20,6 +20,7 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 from fintrack_assets.core.calendar import require_within_window
+from fintrack_assets.io_managers.context import input_columns, partition_column
 from fintrack_assets.partitions import window_dates
 
 YEAR = "year"
@@ -83,13 +84,14 @@ class LakeTable:
         date_column: str | None = None,
         start: dt.date | None = None,
         end: dt.date | None = None,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
         table = self._table()
         if table is None:
             raise FileNotFoundError(f"no lake table at {self.uri}: materialise it first")
         dataset = table.to_pyarrow_dataset()
         if date_column is None or start is None or end is None:
-            result = dataset.to_table()
+            result = dataset.to_table(columns=columns)
         else:
             import pyarrow.compute as pc
 
@@ -99,18 +101,20 @@ class LakeTable:
                 & (pc.field(date_column) >= pa.scalar(start, pa.date32()))
                 & (pc.field(date_column) < pa.scalar(end, pa.date32()))
             )
-            result = dataset.to_table(filter=condition)
+            result = dataset.to_table(columns=columns, filter=condition)
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
         return frame.drop(YEAR, strict=False)
 
 
 class LakeIOManager(ConfigurableIOManager):
-    """Stores polars frames as Delta tables in the lake (local folder or s3://bucket/prefix)."""
+    """Stores polars frames as Delta tables in the lake (local folder or s3://bucket/prefix).
+
+    A partitioned asset names its date column with the definition metadata `partition_expr`
+    (default `date`); an input may ask for a subset of columns with `columns`."""
 
     lake_url: str
     storage_options: dict[str, str]
-    date_column: str = "date"
 
     def table_uri(self, asset_key_path: list[str]) -> str:
         return "/".join([self.lake_url.rstrip("/"), *asset_key_path])
@@ -125,7 +129,7 @@ class LakeIOManager(ConfigurableIOManager):
         started = time.perf_counter()
         if context.has_asset_partitions:
             start, end = window_dates(context.asset_partitions_time_window)
-            version = table.replace_window(obj, self.date_column, start, end)
+            version = table.replace_window(obj, partition_column(context), start, end)
             window: dict[str, Any] = {"window": f"[{start}, {end})"}
         else:
             version = table.replace_all(obj)
@@ -141,10 +145,11 @@ class LakeIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         table = self.table(list(context.asset_key.path))
+        columns = input_columns(context)
         if context.has_asset_partitions:
             start, end = window_dates(context.asset_partitions_time_window)
-            frame = table.read_window(self.date_column, start, end)
+            frame = table.read_window(partition_column(context), start, end, columns)
         else:
-            frame = table.read_window()
+            frame = table.read_window(columns=columns)
         context.log.info(f"loaded {frame.height:,} rows from {table.uri}")
         return frame

@@ -30,6 +30,7 @@ from dagster import ConfigurableIOManager, InputContext, OutputContext
 from psycopg import sql
 
 from fintrack_assets.core.calendar import require_within_window
+from fintrack_assets.io_managers.context import partition_column
 from fintrack_assets.partitions import window_dates
 from fintrack_assets.settings import redact_url
 
@@ -517,19 +518,6 @@ class WarehouseIOManager(ConfigurableIOManager):
     def warehouse(self) -> Warehouse:
         return warehouse_for(self.url)
 
-    @staticmethod
-    def _column(context: OutputContext | InputContext) -> str:
-        metadata = (
-            (context.definition_metadata or {})
-            if isinstance(context, OutputContext)
-            else (
-                (context.upstream_output.definition_metadata or {})
-                if context.upstream_output
-                else {}
-            )
-        )
-        return str(metadata.get("partition_expr", "date"))
-
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
             return
@@ -537,7 +525,7 @@ class WarehouseIOManager(ConfigurableIOManager):
         started = time.perf_counter()
         if context.has_asset_partitions:
             start, end = window_dates(context.asset_partitions_time_window)
-            self.warehouse.replace_window(table, obj, self._column(context), start, end)
+            self.warehouse.replace_window(table, obj, partition_column(context), start, end)
         else:
             self.warehouse.replace_table(table, obj)
         context.add_output_metadata(
@@ -559,5 +547,5 @@ class WarehouseIOManager(ConfigurableIOManager):
         table = "__".join(context.asset_key.path)
         if context.has_asset_partitions:
             start, end = window_dates(context.asset_partitions_time_window)
-            return self.warehouse.read(table, self._column(context), start, end)
+            return self.warehouse.read(table, partition_column(context), start, end)
         return self.warehouse.read(table)
