@@ -38,7 +38,12 @@ MARKET_ASSETS = ("raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects")
 
 ONE_SESSION = dt.date(2025, 7, 3)
 BACKFILL_LAST = dt.date(2025, 10, 3)
-TIMING_METADATA = ("compute_seconds", "lake_write_seconds")
+TIMING_METADATA = (
+    "bronze_read_seconds",
+    "bronze_sort_seconds",
+    "compute_seconds",
+    "lake_write_seconds",
+)
 
 
 class EventLogTimer:
@@ -74,6 +79,8 @@ class RunStats:
     wall_seconds: float
     step_seconds: dict[str, float] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
+    """Rows the run wrote per asset: the sum of its partitions' `dagster/row_count`."""
+    partition_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     partitions: dict[str, set[str]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -151,7 +158,7 @@ def plain_write_baseline(
     return Baseline(generated - started, written - generated, rows)
 
 
-def _defs(workdir: Path, universe: str) -> Definitions:
+def market_defs(workdir: Path, universe: str) -> Definitions:
     settings = Settings.from_env(
         {
             "FINTRACK_LAKE_URL": str(workdir / "lake"),
@@ -163,14 +170,14 @@ def _defs(workdir: Path, universe: str) -> Definitions:
     return build_defs(settings)
 
 
-def _run_failure(events: Sequence[DagsterEvent]) -> str:
+def run_failure(events: Sequence[DagsterEvent]) -> str:
     for event in events:
         if event.event_type == DagsterEventType.STEP_FAILURE:
             return f"step {event.step_key} failed: {event.message}"
     return "the run failed"
 
 
-def _materialise_universe(defs: Definitions, instance: DagsterInstance, universe: str) -> None:
+def materialise_universe(defs: Definitions, instance: DagsterInstance, universe: str) -> None:
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
         asset_selection={AssetKey("symbol_universe")}
     )
@@ -180,14 +187,21 @@ def _materialise_universe(defs: Definitions, instance: DagsterInstance, universe
         run_config={"ops": {"symbol_universe": {"config": {"universe": universe}}}, **QUIET},
     )
     if not result.success:
-        raise VerificationError(f"symbol_universe: {_run_failure(result.all_events)}")
+        raise VerificationError(f"symbol_universe: {run_failure(result.all_events)}")
 
 
 def run_daily_market_job(
-    defs: Definitions, instance: DagsterInstance, first: dt.date, last: dt.date
+    defs: Definitions,
+    instance: DagsterInstance,
+    first: dt.date,
+    last: dt.date,
+    assets: Sequence[str] = MARKET_ASSETS,
 ) -> RunStats:
-    """One run of daily_market_job over [first, last] (a single partition when equal)."""
-    job = defs.resolve_job_def("daily_market_job")
+    """One run of daily_market_job's `assets` (and their checks) over [first, last] (a single
+    partition when equal)."""
+    job = defs.resolve_job_def("daily_market_job").get_subset(
+        asset_selection={AssetKey(a) for a in assets}
+    )
     if first == last:
         partition: dict[str, Any] = {"partition_key": first.isoformat()}
     else:
@@ -201,7 +215,7 @@ def run_daily_market_job(
     stats.materialisation_events, stats.materialisation_event_seconds = timer.materialisations()
     events = result.all_events
     if not result.success:
-        raise VerificationError(f"daily_market_job: {_run_failure(events)}")
+        raise VerificationError(f"daily_market_job: {run_failure(events)}")
     # Event-log entries, planned materialisations included (all_events has only the run's).
     stats.events = len(instance.all_logs(result.run_id))
     for event in events:
@@ -217,11 +231,12 @@ def run_daily_market_job(
                 asset, {k: float(metadata[k].value) for k in TIMING_METADATA if k in metadata}
             )
             count = materialization.metadata.get("dagster/row_count")
-            # A range run emits one event per partition, each with the whole run's count.
             if count is not None:
-                stats.row_counts[asset] = int(count.value)
+                rows = stats.partition_rows.setdefault(asset, {})
+                rows[materialization.partition or ""] = int(count.value)
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             stats.checks[f"{data.asset_key.to_user_string()}:{data.check_name}"] = data.passed
+    stats.row_counts = {asset: sum(rows.values()) for asset, rows in stats.partition_rows.items()}
     return stats
 
 
@@ -272,10 +287,10 @@ def raw_to_bronze(
     baseline = plain_write_baseline(workdir, symbols, first, last, expected_rows)
     log(f"{name}: baseline {baseline.cell()}")
 
-    defs = _defs(workdir, universe)
+    defs = market_defs(workdir, universe)
     instance = DagsterInstance.ephemeral(tempdir=str(workdir / "dagster"))
     try:
-        _materialise_universe(defs, instance, universe)
+        materialise_universe(defs, instance, universe)
         log(f"{name}: daily_market_job {first} .. {last} in one run ...")
         stats = run_daily_market_job(defs, instance, first, last)
     finally:

@@ -92,7 +92,12 @@ def demo(days: int) -> int:
                     partitions[asset].add(materialization.partition)
                 count = materialization.metadata.get("dagster/row_count")
                 if count is not None:
-                    row_counts[asset] = int(count.value)  # type: ignore[arg-type]
+                    # A range run reports each partition's own rows.
+                    rows_here = int(count.value)  # type: ignore[arg-type]
+                    if materialization.partition:
+                        row_counts[asset] = row_counts.get(asset, 0) + rows_here
+                    else:
+                        row_counts[asset] = rows_here
                 asset_step[asset] = event.step_key or ""
             elif event.event_type == DagsterEventType.STEP_SUCCESS:
                 duration = event.event_specific_data.duration_ms  # type: ignore[union-attr]

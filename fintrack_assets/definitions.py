@@ -8,13 +8,14 @@ from typing import Any
 from dagster import Definitions, EnvVar
 
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
+from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import daily_market_job
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import Settings, get_settings
 
-ASSETS = [symbol_universe, raw_ohlcv, validate_bronze_ohlcv]
+ASSETS = [symbol_universe, raw_ohlcv, validate_bronze_ohlcv, silver_ohlcv]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

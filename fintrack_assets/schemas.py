@@ -8,25 +8,17 @@ import polars as pl
 from fintrack_assets.core.symbols import SYMBOL_PATTERN
 
 
-class BronzeOHLCV(pa.DataFrameModel):
-    """`bronze_ohlcv`: one validated bar per (symbol, session), prices as traded."""
+class _Bars(pa.DataFrameModel):
+    """What every bar has, daily or longer: positive prices that the high and low bound."""
 
     symbol: str = pa.Field(str_matches=SYMBOL_PATTERN)
-    date: pl.Date
     open: float = pa.Field(gt=0)
     high: float = pa.Field(gt=0)
     low: float = pa.Field(gt=0)
     close: float = pa.Field(gt=0)
     adj_close: float = pa.Field(gt=0, nullable=True)
     volume: pl.Int64 = pa.Field(ge=0)
-    dividend: float = pa.Field(ge=0)
     split_ratio: float = pa.Field(gt=0)
-    source: str
-    ingested_at: pl.Datetime(time_unit="us", time_zone="UTC")  # type: ignore[valid-type]
-
-    class Config:
-        strict = True
-        unique = ("symbol", "date")
 
     @pa.dataframe_check
     def high_is_the_top(cls, data: pa.PolarsData) -> pl.LazyFrame:
@@ -35,3 +27,37 @@ class BronzeOHLCV(pa.DataFrameModel):
     @pa.dataframe_check
     def low_is_the_bottom(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("low") <= pl.min_horizontal("open", "close"))
+
+
+class BronzeOHLCV(_Bars):
+    """`bronze_ohlcv`: one validated bar per (symbol, session), prices as traded."""
+
+    date: pl.Date
+    dividend: float = pa.Field(ge=0)
+    source: str
+    ingested_at: pl.Datetime(time_unit="us", time_zone="UTC")  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ("symbol", "date")
+
+
+class SilverOHLCV(_Bars):
+    """`silver_ohlcv_<N>d`: one bar per (symbol, bucket), on the basis of its last session."""
+
+    interval_days: pl.Int32 = pa.Field(isin=[3, 5, 8, 13, 21, 34])
+    bar_start: pl.Date
+    bar_end: pl.Date
+    n_days: pl.Int32 = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        unique = ("symbol", "bar_end")
+
+    @pa.dataframe_check
+    def n_days_within_the_interval(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("n_days") <= pl.col("interval_days"))
+
+    @pa.dataframe_check
+    def starts_before_it_ends(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("bar_start") <= pl.col("bar_end"))

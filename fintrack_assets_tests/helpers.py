@@ -15,6 +15,7 @@ from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import warehouse_for
 from fintrack_assets.settings import Settings
 
+BRONZE_LAYER = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -23,6 +24,8 @@ class RunSummary:
     success: bool
     partitions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     checks: dict[str, bool] = field(default_factory=dict)
+    """By check name (names repeat across the silver intervals: see asset_checks)."""
+    asset_checks: dict[tuple[str, str], bool] = field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
@@ -58,6 +61,17 @@ class Platform:
         assets: list[str] | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> RunSummary:
+        """daily_market_job over [first, last] in one run, by default raw -> bronze only."""
+        return self.daily(first, last, assets or BRONZE_LAYER, run_config)
+
+    def daily(
+        self,
+        first: str,
+        last: str | None = None,
+        assets: list[str] | None = None,
+        run_config: dict[str, Any] | None = None,
+    ) -> RunSummary:
+        """daily_market_job over [first, last] in one run: every asset, or `assets`."""
         tags = {
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last or first,
@@ -81,6 +95,8 @@ class Platform:
             elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 summary.checks[evaluation.check_name] = evaluation.passed
+                asset = evaluation.asset_key.to_user_string()
+                summary.asset_checks[(asset, evaluation.check_name)] = evaluation.passed
         return summary
 
     def lake(self, asset: str) -> LakeTable:

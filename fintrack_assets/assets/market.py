@@ -25,7 +25,7 @@ from dagster import (
     multi_asset,
 )
 
-from fintrack_assets.assets.metadata import frame_metadata, markdown_table
+from fintrack_assets.assets.metadata import add_partition_metadata, frame_metadata, markdown_table
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.market import normalise_raw
@@ -161,10 +161,12 @@ def raw_ohlcv(
         f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
         f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
     )
+    add_partition_metadata(context, "raw_ohlcv", raw, "date")
     yield Output(
         raw,
         metadata={
-            **frame_metadata(raw, seconds),
+            "rows_in_run": raw.height,
+            "compute_seconds": round(seconds, 3),
             "source": provider.name,
             "sessions": len(sessions),
             "batches_total": len(fetched.batches),
@@ -240,11 +242,14 @@ def validate_bronze_ohlcv(
         f"{bronze.height:,} valid rows, {rejects.height:,} rejected in {seconds:.2f} s"
         + (f": {counts}" if counts else "")
     )
+    add_partition_metadata(context, "bronze_ohlcv", bronze, "date")
+    add_partition_metadata(context, "bronze_ohlcv_rejects", rejects, "date")
     yield Output(
         bronze,
         output_name="bronze_ohlcv",
         metadata={
-            **frame_metadata(bronze, seconds),
+            "rows_in_run": bronze.height,
+            "compute_seconds": round(seconds, 3),
             "symbols": bronze["symbol"].n_unique(),
             "sessions": bronze["date"].n_unique(),
             "rejected_rows": rejects.height,
@@ -253,7 +258,10 @@ def validate_bronze_ohlcv(
     yield Output(
         rejects,
         output_name="bronze_ohlcv_rejects",
-        metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
+        metadata={
+            "rows_in_run": rejects.height,
+            **{f"reason/{r}": n for r, n in counts.items()},
+        },
     )
     yield AssetCheckResult(
         check_name="reject_share",

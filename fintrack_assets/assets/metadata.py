@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import polars as pl
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import AssetExecutionContext, MetadataValue, TableColumn, TableSchema
 from tabulate import tabulate
 
 
@@ -17,11 +18,39 @@ def markdown_table(frame: pl.DataFrame, rows: int = 5) -> str:
 def frame_metadata(frame: pl.DataFrame, seconds: float | None = None) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "dagster/row_count": frame.height,
-        "dagster/column_schema": TableSchema(
-            columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
-        ),
+        "dagster/column_schema": table_schema(frame),
         "preview": MetadataValue.md(markdown_table(frame)),
     }
     if seconds is not None:
         metadata["compute_seconds"] = round(seconds, 3)
     return metadata
+
+
+def table_schema(frame: pl.DataFrame) -> TableSchema:
+    return TableSchema(
+        columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()]
+    )
+
+
+def add_partition_metadata(
+    context: AssetExecutionContext, asset_key: str, frame: pl.DataFrame, date_column: str
+) -> None:
+    """Each partition of a (range) run gets its own row count; the column schema and a preview
+    go on the run's last partition only. A range run stores one event per partition, and
+    repeating the run's whole-frame metadata on each would cost time and say nothing."""
+    keys = context.partition_keys
+    counts: dict[dt.date, int] = dict(frame.group_by(date_column).len().iter_rows())
+    for key in keys:
+        context.add_asset_metadata(
+            {"dagster/row_count": counts.get(dt.date.fromisoformat(key), 0)},
+            asset_key=asset_key,
+            partition_key=key,
+        )
+    context.add_asset_metadata(
+        {
+            "dagster/column_schema": table_schema(frame),
+            "preview": MetadataValue.md(markdown_table(frame)),
+        },
+        asset_key=asset_key,
+        partition_key=keys[-1],
+    )

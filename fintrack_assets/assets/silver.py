@@ -1,0 +1,232 @@
+"""Silver: the six Fibonacci bar intervals, made by one factory from bronze."""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pandera.errors
+import polars as pl
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSpec,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    TimeWindowPartitionMapping,
+    multi_asset,
+)
+
+from fintrack_assets.assets.metadata import add_partition_metadata, markdown_table
+from fintrack_assets.core.silver import (
+    BRONZE_COLUMNS,
+    INTERVALS,
+    Panel,
+    bronze_window,
+    misaligned_bars,
+    nesting_mismatches,
+)
+from fintrack_assets.io_managers.context import PARTITION_EXPR
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.partitions import trading_days, window_dates
+from fintrack_assets.schemas import SilverOHLCV
+
+BRONZE = "bronze_ohlcv"
+BAR_END = "bar_end"
+
+
+def silver_key(interval: int) -> str:
+    return f"silver_ohlcv_{interval}d"
+
+
+def _spec(interval: int, widest: int) -> AssetSpec:
+    return AssetSpec(
+        silver_key(interval),
+        # Partition D's bucket is at most the `widest` sessions ending on D. One AssetsDefinition
+        # must map an upstream one way, so every interval declares the widest bucket; the
+        # asset itself reads only the buckets each selected interval needs.
+        deps=[
+            AssetDep(
+                BRONZE,
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=-(widest - 1), allow_nonexistent_upstream_partitions=True
+                ),
+            )
+        ],
+        partitions_def=trading_days,
+        group_name="silver",
+        kinds={"deltalake", "polars"},
+        description=(
+            f"Bars of {interval} consecutive NYSE sessions, aligned on the session epoch; "
+            "partition D holds the bars whose bucket ends on D, on D's price basis."
+        ),
+        metadata={PARTITION_EXPR: BAR_END},
+    ).with_io_manager_key("lake")
+
+
+def _bar_check(interval: int) -> AssetCheckSpec:
+    # One check per interval: in a range run Dagster stores every planned check once per
+    # partition, so each extra check costs ~2 ms x sessions before the run starts.
+    return AssetCheckSpec(
+        "bar_contract",
+        asset=silver_key(interval),
+        description="low <= open, close <= high; volume >= 0; 1 <= n_days <= N; one bar per "
+        "(symbol, bar_end) (schemas.SilverOHLCV); bar_end the last session of a bucket ending "
+        "in the partition, bar_start its first, interval_days N.",
+    )
+
+
+def _nesting_spec(inner: int, outer: int) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        nesting_check_name(inner),
+        asset=silver_key(outer),
+        additional_deps=[silver_key(inner)],
+        description=f"Every {outer}-session bar equals the {outer // inner} {inner}-session "
+        "bars it is made of as stored in the lake (open, extremes, close, volume, n_days).",
+    )
+
+
+def nesting_check_name(inner: int) -> str:
+    return f"agrees_with_{silver_key(inner)}"
+
+
+def nesting_pairs(intervals: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(inner, outer) pairs whose buckets tile exactly: the inner interval divides the outer."""
+    return [(a, b) for a in intervals for b in intervals if b > a and b % a == 0]
+
+
+def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinition:
+    """One asset per interval, computed together: bronze is read once per run for every
+    selected interval and sorted once; each interval is written in its own commit."""
+    pairs = nesting_pairs(intervals)
+
+    @multi_asset(
+        name="silver_ohlcv",
+        specs=[_spec(n, max(intervals)) for n in intervals],
+        check_specs=[
+            *(_bar_check(n) for n in intervals),
+            *(_nesting_spec(inner, outer) for inner, outer in pairs),
+        ],
+        can_subset=True,
+        backfill_policy=BackfillPolicy.single_run(),
+        description="Resamples bronze into every selected Fibonacci interval in one pass.",
+    )
+    def silver_ohlcv(
+        context: AssetExecutionContext, lake: ResourceParam[LakeIOManager]
+    ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+        start, end = window_dates(context.partition_time_window)
+        chosen = {key.to_user_string() for key in context.selected_asset_keys}
+        selected = [n for n in intervals if silver_key(n) in chosen]
+        checks = context.selected_asset_check_keys
+        made: dict[int, pl.DataFrame] = {}
+        run_metadata: dict[str, object] = {}
+        if selected:
+            first, last = bronze_window(selected, start, end)
+            started = time.perf_counter()
+            bronze = lake.table([BRONZE]).read_window("date", first, last, BRONZE_COLUMNS)
+            read_seconds = time.perf_counter() - started
+            context.log.info(
+                f"read {bronze.height:,} bronze rows [{first}, {last}) in {read_seconds:.2f} s "
+                f"for intervals {', '.join(map(str, selected))}"
+            )
+            started = time.perf_counter()
+            panel = Panel.from_bronze(bronze)
+            sort_seconds = time.perf_counter() - started
+            del bronze
+            run_metadata = {
+                "bronze_rows_read": panel.rows,
+                "bronze_window": f"[{first}, {last})",
+                "bronze_read_seconds": round(read_seconds, 3),
+                "bronze_sort_seconds": round(sort_seconds, 3),
+            }
+        for interval in selected:
+            key = silver_key(interval)
+            started = time.perf_counter()
+            bars = made[interval] = panel.bars(interval, start, end)
+            seconds = time.perf_counter() - started
+            partial = bars.filter(pl.col("n_days") < interval).height
+            context.log.info(f"{key}: {bars.height:,} bars, {partial:,} partial, {seconds:.2f} s")
+            add_partition_metadata(context, key, bars, BAR_END)
+            yield Output(
+                bars,
+                output_name=key,
+                metadata={
+                    **run_metadata,
+                    "compute_seconds": round(seconds, 3),
+                    "bars_in_run": bars.height,
+                    "partial_bars_in_run": partial,
+                    "symbols": bars["symbol"].n_unique(),
+                },
+            )
+            if AssetCheckKey(AssetKey(key), "bar_contract") in checks:
+                yield _bar_check_result(bars, interval, start, end)
+        for inner, outer in pairs:
+            check_key = AssetCheckKey(AssetKey(silver_key(outer)), nesting_check_name(inner))
+            if check_key in checks:
+                outer_bars = made.get(outer)
+                if outer_bars is None:
+                    outer_bars = lake.table([silver_key(outer)]).read_window(BAR_END, start, end)
+                yield _nesting_result(lake, inner, outer, outer_bars, end)
+
+    return silver_ohlcv
+
+
+def _nesting_result(
+    lake: LakeIOManager, inner: int, outer: int, outer_bars: pl.DataFrame, end: dt.date
+) -> AssetCheckResult:
+    check_name, asset = nesting_check_name(inner), silver_key(outer)
+    if outer_bars.is_empty():
+        return AssetCheckResult(
+            check_name=check_name, asset_key=asset, passed=True, metadata={"bars_compared": 0}
+        )
+    inner_table = lake.table([silver_key(inner)])
+    if not inner_table.exists():
+        return AssetCheckResult(
+            check_name=check_name,
+            asset_key=asset,
+            passed=False,
+            severity=AssetCheckSeverity.WARN,
+            description=f"{silver_key(inner)} has not been materialised: nothing to compare",
+        )
+    first = outer_bars["bar_start"].min()
+    assert isinstance(first, dt.date)
+    mismatches = nesting_mismatches(inner_table.read_window(BAR_END, first, end), outer_bars)
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset,
+        passed=mismatches.is_empty(),
+        metadata={
+            "bars_compared": outer_bars.height,
+            "mismatches": mismatches.height,
+            "examples": MetadataValue.md(markdown_table(mismatches, rows=10)),
+        },
+    )
+
+
+def _bar_check_result(
+    bars: pl.DataFrame, interval: int, start: dt.date, end: dt.date
+) -> AssetCheckResult:
+    problems: dict[str, object] = {}
+    try:
+        SilverOHLCV.validate(bars, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        problems["contract_failures"] = MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")
+    misaligned = misaligned_bars(bars, interval, start, end)
+    if not misaligned.is_empty():
+        problems["misaligned_examples"] = MetadataValue.md(markdown_table(misaligned, rows=10))
+    return AssetCheckResult(
+        check_name="bar_contract",
+        asset_key=silver_key(interval),
+        passed=not problems,
+        metadata={"bars": bars.height, "misaligned_bars": misaligned.height, **problems},
+    )
+
+
+silver_ohlcv = build_silver_assets()
