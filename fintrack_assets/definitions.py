@@ -7,6 +7,7 @@ from typing import Any
 
 from dagster import Definitions, EnvVar
 
+from fintrack_assets.assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
 from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import daily_market_job
@@ -46,7 +47,8 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     """The code location; `resources` replaces named ones (another provider, say)."""
     return Definitions(
         assets=ASSETS,
-        jobs=[daily_market_job],
+        jobs=[daily_market_job, lake_maintenance],
+        schedules=[lake_maintenance_schedule],
         resources={**build_resources(settings), **(resources or {})},
     )
 

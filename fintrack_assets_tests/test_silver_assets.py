@@ -155,3 +155,30 @@ def test_the_nesting_check_goes_red_when_the_stored_intervals_disagree(tmp_path,
     )
     assert summary.asset_checks == {("silver_ohlcv_21d", "agrees_with_silver_ohlcv_3d"): False}
 
+
+def test_lake_maintenance_of_the_code_location_keeps_every_table_as_it_was(tmp_path, monkeypatch):
+    platform = _platform(tmp_path, monkeypatch, "lake")
+    assert platform.daily("2024-12-02", "2025-02-28").success  # two years of partitions
+    assert platform.daily("2025-02-24").success  # and a second file in 2025
+    tables = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER]
+    before = {t: platform.lake(t).read_window() for t in tables}
+    files_before = {t: platform.lake(t).active_files().height for t in tables}
+
+    job = platform.defs.resolve_job_def("lake_maintenance")
+    config = {"ops": {"maintain_lake_tables": {"config": {"retention_hours": 0}}}}
+    result = job.execute_in_process(
+        instance=platform.instance, run_config={**QUIET, **config}, raise_on_error=False
+    )
+    assert result.success
+    observed = {
+        e.event_specific_data.asset_observation.asset_key.to_user_string()
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    }
+    assert observed == set(tables)
+    for table in tables:
+        after = platform.lake(table).read_window()
+        key = ["symbol", "bar_end"] if table.startswith("silver") else ["symbol", "date"]
+        assert_frame_equal(after.sort(key), before[table].sort(key))
+        assert platform.lake(table).active_files().height <= files_before[table]
+        assert platform.lake(table).pending_partitions() == []
