@@ -26,6 +26,7 @@ WORKLOADS = (
     "raw_to_bronze_backfill_2000",
     "postgres_partition_write_1m",
     "polygon_range_backfill_500x1y",
+    "silver_fibonacci_2000",
 )
 PARTITIONS_START = "2015-01-02"
 """Early enough for the 2,000 sessions ending 2025-10-03 (the first is in 2017)."""
@@ -61,6 +62,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.polygon import range_backfill
 
         return lambda _workdir, quick: range_backfill(quick)
+    if name == "silver_fibonacci_2000":
+        from benchmarks.silver import silver
+
+        return silver
     from benchmarks.market import backfill, one_session
 
     return one_session if name == "raw_to_bronze_1_session" else backfill

@@ -42,6 +42,7 @@ TIMING_METADATA = (
     "bronze_read_seconds",
     "bronze_sort_seconds",
     "compute_seconds",
+    "check_seconds",
     "lake_write_seconds",
 )
 
@@ -83,6 +84,8 @@ class RunStats:
     partition_rows: dict[str, dict[str, int]] = field(default_factory=dict)
     partitions: dict[str, set[str]] = field(default_factory=dict)
     checks: dict[str, bool] = field(default_factory=dict)
+    check_seconds: float = 0.0
+    """Time separate checks report in their own `seconds` metadata."""
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     events: int = 0
     materialisation_events: int = 0
@@ -236,6 +239,8 @@ def run_daily_market_job(
                 rows[materialization.partition or ""] = int(count.value)
         elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             stats.checks[f"{data.asset_key.to_user_string()}:{data.check_name}"] = data.passed
+            seconds = data.metadata.get("seconds")
+            stats.check_seconds += float(seconds.value) if seconds is not None else 0.0
     stats.row_counts = {asset: sum(rows.values()) for asset, rows in stats.partition_rows.items()}
     return stats
 

@@ -153,6 +153,11 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
             seconds = time.perf_counter() - started
             partial = bars.filter(pl.col("n_days") < interval).height
             context.log.info(f"{key}: {bars.height:,} bars, {partial:,} partial, {seconds:.2f} s")
+            started = time.perf_counter()
+            check = None
+            if AssetCheckKey(AssetKey(key), "bar_contract") in checks:
+                check = _bar_check_result(bars, interval, start, end)
+            check_seconds = time.perf_counter() - started
             add_partition_metadata(context, key, bars, BAR_END)
             yield Output(
                 bars,
@@ -160,13 +165,14 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
                 metadata={
                     **run_metadata,
                     "compute_seconds": round(seconds, 3),
+                    "check_seconds": round(check_seconds, 3),
                     "bars_in_run": bars.height,
                     "partial_bars_in_run": partial,
                     "symbols": bars["symbol"].n_unique(),
                 },
             )
-            if AssetCheckKey(AssetKey(key), "bar_contract") in checks:
-                yield _bar_check_result(bars, interval, start, end)
+            if check is not None:
+                yield check
         for inner, outer in pairs:
             check_key = AssetCheckKey(AssetKey(silver_key(outer)), nesting_check_name(inner))
             if check_key in checks:
@@ -195,6 +201,7 @@ def _nesting_result(
             severity=AssetCheckSeverity.WARN,
             description=f"{silver_key(inner)} has not been materialised: nothing to compare",
         )
+    started = time.perf_counter()
     first = outer_bars["bar_start"].min()
     assert isinstance(first, dt.date)
     mismatches = nesting_mismatches(inner_table.read_window(BAR_END, first, end), outer_bars)
@@ -203,6 +210,7 @@ def _nesting_result(
         asset_key=asset,
         passed=mismatches.is_empty(),
         metadata={
+            "seconds": round(time.perf_counter() - started, 3),
             "bars_compared": outer_bars.height,
             "mismatches": mismatches.height,
             "examples": MetadataValue.md(markdown_table(mismatches, rows=10)),
