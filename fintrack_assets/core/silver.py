@@ -272,7 +272,14 @@ def nesting_mismatches(inner: pl.DataFrame, outer: pl.DataFrame) -> pl.DataFrame
     ).sort("outer_end")
     rows = (
         inner.sort("bar_end")
-        .join_asof(owners, left_on="bar_end", right_on="outer_end", by="symbol", strategy="forward")
+        .join_asof(
+            owners,
+            left_on="bar_end",
+            right_on="outer_end",
+            by="symbol",
+            strategy="forward",
+            check_sortedness=False,  # both sides are sorted on the key above
+        )
         .filter(pl.col("outer_end").is_not_null() & (pl.col("bar_start") >= pl.col("outer_start")))
         .sort("symbol", "outer_end", "bar_end")
     )
