@@ -1,0 +1,214 @@
+"""The holdings engine on hand-worked cases (core/holdings.py, no Dagster)."""
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from fintrack_assets.core.holdings import holdings
+
+D = dt.date
+# Five consecutive NYSE sessions (Mon-Fri, no holiday).
+MON, TUE, WED, THU, FRI = (D(2025, 3, d) for d in (3, 4, 5, 6, 7))
+END = D(2025, 3, 8)
+
+
+def trades(*rows: tuple) -> pl.DataFrame:
+    """(trade_id, date, action, symbol, quantity, price, fees) in portfolio P1."""
+    return pl.DataFrame(
+        [
+            {
+                "trade_id": t,
+                "portfolio_id": "P1",
+                "date": day,
+                "symbol": symbol,
+                "action": action,
+                "quantity": float(quantity),
+                "price": float(price),
+                "fees": float(fees),
+                "currency": "USD",
+            }
+            for t, day, action, symbol, quantity, price, fees in rows
+        ],
+        schema={
+            "trade_id": pl.String,
+            "portfolio_id": pl.String,
+            "date": pl.Date,
+            "symbol": pl.String,
+            "action": pl.String,
+            "quantity": pl.Float64,
+            "price": pl.Float64,
+            "fees": pl.Float64,
+            "currency": pl.String,
+        },
+    )
+
+
+def prices(
+    symbol: str,
+    closes: list[float],
+    split_on: D | None = None,
+    ratio: float = 1.0,
+    dividend_on: D | None = None,
+    dividend: float = 0.0,
+) -> pl.DataFrame:
+    days = [MON, TUE, WED, THU, FRI]
+    return pl.DataFrame(
+        {
+            "symbol": [symbol] * 5,
+            "date": days,
+            "close": closes,
+            "split_ratio": [ratio if d == split_on else 1.0 for d in days],
+            "dividend": [dividend if d == dividend_on else 0.0 for d in days],
+        }
+    )
+
+
+def row(frame: pl.DataFrame, day: D, symbol: str) -> dict:
+    [found] = frame.filter((pl.col("date") == day) & (pl.col("symbol") == symbol)).rows(named=True)
+    return found
+
+
+def test_a_split_keeps_the_basis_and_a_sell_realises_against_it():
+    # buy 10 @ 100; 2:1 split on Tuesday -> 20 shares, basis 1,000, avg cost 50;
+    # sell 5 @ 60 on Wednesday -> basis 750, realised 5 x 60 - 5 x 50 = 50.
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 2000, 1, 0),
+        ("b", MON, "BUY", "ABC", 10, 100, 0),
+        ("s", WED, "SELL", "ABC", 5, 60, 0),
+    )
+    p = prices("ABC", [101, 52, 61, 62, 63], split_on=TUE, ratio=2.0)
+    daily = holdings(t, p, MON, END).daily
+    tue, wed = row(daily, TUE, "ABC"), row(daily, WED, "ABC")
+    assert (tue["quantity"], tue["cost_basis"], tue["avg_cost"]) == (20, 1000, 50)
+    assert tue["market_value"] == 20 * 52 and tue["unrealized_pnl"] == 20 * 52 - 1000
+    assert (wed["quantity"], wed["cost_basis"], wed["avg_cost"]) == (15, 750, 50)
+    assert wed["realized_pnl"] == 50
+    cash = row(daily, WED, "CASH")
+    assert cash["quantity"] == 2000 - 1000 + 300
+    assert cash["realized_pnl"] == 50
+    assert row(daily, WED, "ABC")["weight"] + cash["weight"] == pytest.approx(1.0)
+
+
+def test_fees_on_both_sides_go_to_the_basis_and_against_the_proceeds():
+    # buy 10 @ 100 + 5 fee -> basis 1,005; sell 4 @ 110 - 3 fee: removes 4/10 of the basis
+    # (402), proceeds 437, realised 35. Cash: 5,000 - 1,005 + 437.
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 5000, 1, 0),
+        ("b", MON, "BUY", "ABC", 10, 100, 5),
+        ("s", TUE, "SELL", "ABC", 4, 110, 3),
+    )
+    result = holdings(t, prices("ABC", [100, 110, 110, 110, 110]), MON, END)
+    tue = row(result.daily, TUE, "ABC")
+    assert tue["cost_basis"] == pytest.approx(603) and tue["avg_cost"] == pytest.approx(100.5)
+    assert tue["realized_pnl"] == pytest.approx(35)
+    assert row(result.daily, TUE, "CASH")["quantity"] == pytest.approx(5000 - 1005 + 437)
+    flows = result.cash_flows.filter(pl.col("date") == TUE).row(0, named=True)
+    assert (flows["sells"], flows["fees"], flows["buys"]) == (440, 3, 0)
+
+
+def test_a_dividend_on_a_split_day_is_paid_on_the_split_shares_held_the_day_before():
+    # 10 shares; Wednesday: 2:1 split and 0.5 per (new) share -> 20 x 0.5 = 10.
+    # Shares bought on the ex-date itself earn nothing.
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 2000, 1, 0),
+        ("b", MON, "BUY", "ABC", 10, 100, 0),
+        ("b2", WED, "BUY", "ABC", 4, 50, 0),
+    )
+    p = prices(
+        "ABC", [100, 100, 50, 50, 50], split_on=WED, ratio=2.0, dividend_on=WED, dividend=0.5
+    )
+    daily = holdings(t, p, MON, END).daily
+    wed = row(daily, WED, "ABC")
+    assert (wed["quantity"], wed["dividends"], wed["cost_basis"]) == (24, 10, 1200)
+    assert row(daily, WED, "CASH")["quantity"] == 2000 - 1000 + 10 - 200
+    assert row(daily, FRI, "CASH")["dividends"] == 10
+
+
+def test_a_closed_position_shows_on_its_last_day_then_drops_out_and_can_reopen():
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 1000, 1, 0),
+        ("b", MON, "BUY", "ABC", 10, 10, 0),
+        ("s", TUE, "SELL", "ABC", 10, 12, 0),
+        ("b2", THU, "BUY", "ABC", 5, 11, 0),
+    )
+    daily = holdings(t, prices("ABC", [10, 12, 12, 11, 11]), MON, END).daily
+    abc = daily.filter(pl.col("symbol") == "ABC")
+    assert abc["date"].to_list() == [MON, TUE, THU, FRI]
+    assert row(daily, TUE, "ABC")["quantity"] == 0 and row(daily, TUE, "ABC")["realized_pnl"] == 20
+    assert row(daily, WED, "CASH")["realized_pnl"] == 20
+    thu = row(daily, THU, "ABC")
+    assert (thu["quantity"], thu["avg_cost"], thu["realized_pnl"]) == (5, 11, 20)
+
+
+def test_fifo_and_average_cost_split_the_same_total_differently_until_closed():
+    # buy 10 @ 10, buy 10 @ 20, sell 10 @ 25: average removes 150 (realised 100), FIFO
+    # removes the first lot, 100 (realised 150). Selling the rest: both total 200.
+    t = trades(
+        ("b1", MON, "BUY", "ABC", 10, 10, 0),
+        ("b2", TUE, "BUY", "ABC", 10, 20, 0),
+        ("s1", WED, "SELL", "ABC", 10, 25, 0),
+        ("s2", THU, "SELL", "ABC", 10, 25, 0),
+    )
+    p = prices("ABC", [10, 20, 25, 25, 25])
+    average = holdings(t, p, MON, END, method="average").daily
+    fifo = holdings(t, p, MON, END, method="fifo").daily
+    assert row(average, WED, "ABC")["realized_pnl"] == 100
+    assert row(fifo, WED, "ABC")["realized_pnl"] == 150
+    assert row(average, WED, "ABC")["avg_cost"] == 15 and row(fifo, WED, "ABC")["avg_cost"] == 20
+    assert row(average, THU, "ABC")["realized_pnl"] == row(fifo, THU, "ABC")["realized_pnl"] == 200
+
+
+def test_an_oversell_is_refused_and_changes_nothing():
+    t = trades(
+        ("b", MON, "BUY", "ABC", 10, 10, 0),
+        ("s", TUE, "SELL", "ABC", 11, 12, 0),
+    )
+    result = holdings(t, prices("ABC", [10, 12, 12, 12, 12]), MON, END)
+    assert result.oversold.rows() == [("s", 10.0)]
+    assert row(result.daily, FRI, "ABC")["quantity"] == 10
+
+
+def test_cash_reconciles_with_the_flows_and_value_is_positions_plus_cash_every_day():
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 10_000, 1, 0),
+        ("b", MON, "BUY", "ABC", 30, 100, 4),
+        ("b2", TUE, "BUY", "XYZ", 50, 20, 2),
+        ("f", WED, "FEE", None, 15, 1, 0),
+        ("s", THU, "SELL", "ABC", 10, 105, 4),
+        ("w", FRI, "WITHDRAWAL", None, 500, 1, 0),
+    )
+    p = pl.concat(
+        [
+            prices("ABC", [100, 101, 102, 105, 104], dividend_on=WED, dividend=1.0),
+            prices("XYZ", [20, 21, 19, 20, 22]),
+        ]
+    )
+    result = holdings(t, p, MON, END)
+    flows = result.cash_flows.sort("date")
+    expected_cash = 0.0
+    for day, f in zip([MON, TUE, WED, THU, FRI], flows.iter_rows(named=True), strict=True):
+        assert f["date"] == day
+        expected_cash += (
+            f["deposits"] - f["withdrawals"] - f["buys"] + f["sells"] + f["dividends"] - f["fees"]
+        )
+        cash = row(result.daily, day, "CASH")
+        assert cash["quantity"] == pytest.approx(expected_cash)
+        on_day = result.daily.filter(pl.col("date") == day)
+        assert on_day["weight"].sum() == pytest.approx(1.0)
+    # by hand: 10,000 - 3,004 - 1,002 + 30 (dividend on 30 ABC) - 15 + 1,046 - 500
+    assert expected_cash == pytest.approx(6555)
+
+
+def test_a_window_equals_its_sessions_one_by_one():
+    t = trades(
+        ("d", MON, "DEPOSIT", None, 5000, 1, 0),
+        ("b", MON, "BUY", "ABC", 10, 100, 1),
+        ("s", WED, "SELL", "ABC", 4, 104, 1),
+        ("b2", THU, "BUY", "ABC", 2, 98, 1),
+    )
+    p = prices("ABC", [100, 50, 52, 49, 50], split_on=TUE, ratio=2.0, dividend_on=THU, dividend=0.2)
+    whole = holdings(t, p, MON, END).daily
+    days = [MON, TUE, WED, THU, FRI]
+    one_by_one = pl.concat(holdings(t, p, day, day + dt.timedelta(days=1)).daily for day in days)
+    assert whole.equals(one_by_one)
