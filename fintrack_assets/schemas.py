@@ -61,3 +61,39 @@ class SilverOHLCV(_Bars):
     @pa.dataframe_check
     def starts_before_it_ends(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("bar_start") <= pl.col("bar_end"))
+
+
+class PortfolioTrade(pa.DataFrameModel):
+    """`portfolio_trades`: one validated trade per `trade_id`, normalised by core/trades.py.
+
+    Cash actions (DEPOSIT, WITHDRAWAL, FEE) carry their USD amount as `quantity`, price 1 and
+    no symbol; BUY and SELL a symbol, shares and a price per share. All amounts are USD."""
+
+    trade_id: str = pa.Field(unique=True, str_length={"min_value": 1})
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    date: pl.Date
+    symbol: str = pa.Field(nullable=True, str_matches=SYMBOL_PATTERN)
+    action: str = pa.Field(isin=["BUY", "SELL", "DEPOSIT", "WITHDRAWAL", "FEE"])
+    quantity: float = pa.Field(gt=0)
+    price: float = pa.Field(gt=0)
+    fees: float = pa.Field(ge=0)
+    currency: str = pa.Field(isin=["USD"])
+    source_file: str
+    line: pl.Int64 = pa.Field(ge=2)
+
+    class Config:
+        strict = True
+
+    @pa.dataframe_check
+    def symbol_only_on_trades(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """BUY/SELL name a symbol; cash actions name none (the CASH row is holdings' own)."""
+        return data.lazyframe.select(
+            pl.col("action").is_in(["BUY", "SELL"]) == pl.col("symbol").is_not_null()
+        )
+
+    @pa.dataframe_check
+    def cash_at_par(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Cash actions at price 1, so quantity x price is the amount for every action."""
+        return data.lazyframe.select(
+            pl.col("action").is_in(["BUY", "SELL"]) | (pl.col("price") == 1.0)
+        )
