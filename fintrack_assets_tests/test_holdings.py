@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from fintrack_assets.core.holdings import holdings
+from fintrack_assets.core.trades import TRADE_SCHEMA
 
 D = dt.date
 # Five consecutive NYSE sessions (Mon-Fri, no holiday).
@@ -30,17 +31,7 @@ def trades(*rows: tuple) -> pl.DataFrame:
             }
             for t, day, action, symbol, quantity, price, fees in rows
         ],
-        schema={
-            "trade_id": pl.String,
-            "portfolio_id": pl.String,
-            "date": pl.Date,
-            "symbol": pl.String,
-            "action": pl.String,
-            "quantity": pl.Float64,
-            "price": pl.Float64,
-            "fees": pl.Float64,
-            "currency": pl.String,
-        },
+        schema=TRADE_SCHEMA,
     )
 
 
@@ -212,3 +203,60 @@ def test_a_window_equals_its_sessions_one_by_one():
     days = [MON, TUE, WED, THU, FRI]
     one_by_one = pl.concat(holdings(t, p, day, day + dt.timedelta(days=1)).daily for day in days)
     assert whole.equals(one_by_one)
+
+
+def test_a_month_reports_its_snapshot_flows_and_a_return_without_the_deposit():
+    from fintrack_assets.core.holdings import monthly
+
+    feb28 = D(2025, 2, 28)
+    t = trades(
+        ("d1", feb28, "DEPOSIT", None, 1000, 1, 0),
+        ("b", feb28, "BUY", "ABC", 5, 100, 0),
+        ("d2", TUE, "DEPOSIT", None, 500, 1, 0),
+        ("s", WED, "SELL", "ABC", 1, 121, 2),
+    )
+    p = pl.DataFrame(
+        {
+            "symbol": ["ABC"] * 4,
+            "date": [feb28, MON, TUE, WED],
+            "close": [100.0, 110.0, 110.0, 121.0],
+            "split_ratio": [1.0] * 4,
+            "dividend": [0.0, 0.0, 0.5, 0.0],
+        }
+    )
+    result = holdings(t, p, feb28, THU)
+    march = monthly(result.daily, result.cash_flows, D(2025, 3, 1))
+    cash, abc = (
+        march.filter(pl.col("symbol") == "CASH").row(0, named=True),
+        march.filter(pl.col("symbol") == "ABC").row(0, named=True),
+    )
+    # Values by hand: Feb 28 1,000; Mar 3 500 + 550 = 1,050; Mar 4 (dividend 2.5 on 5 shares,
+    # deposit 500) 1,002.5 + 550 = 1,552.5; Mar 5 1,002.5 + 119 + 4 x 121 = 1,605.5.
+    expected = (1050 / 1000) * (1552.5 / (1050 + 500)) * (1605.5 / 1552.5) - 1
+    assert cash["return_month"] == pytest.approx(expected)
+    assert cash["portfolio_value"] == pytest.approx(1605.5)
+    assert (cash["net_flows_month"], cash["fees_month"]) == (500, 2)
+    assert cash["dividends_month"] == pytest.approx(2.5)
+    assert abc["realized_pnl_month"] == pytest.approx(121 - 2 - 100)
+    assert (abc["date"], abc["quantity"], abc["month"]) == (WED, 4, D(2025, 3, 1))
+
+
+def test_the_demo_sample_meets_a_split_and_dividends_and_never_oversells():
+    from fintrack_assets.core.sample_trades import sample_trades
+    from fintrack_assets.core.synthetic import generate_ohlcv
+    from fintrack_assets.core.universe import load_universe
+
+    start, end = D(2026, 5, 22), D(2026, 11, 21)
+    bars = generate_ohlcv(load_universe("sample"), start, end)
+    sample = sample_trades(bars)
+    assert sample.equals(sample_trades(bars))
+    assert set(sample["portfolio_id"]) == {"INCOME", "GROWTH", "TRADER"}
+    result = holdings(sample, bars, start, end)
+    assert result.oversold.is_empty()
+    last = result.daily.filter(pl.col("date") == result.daily["date"].max())
+    splits = bars.filter(pl.col("split_ratio") != 1.0)
+    growth = sample.filter((pl.col("portfolio_id") == "GROWTH") & (pl.col("action") == "BUY"))
+    [(symbol, bought)] = growth.select("symbol", "date").rows()
+    assert splits.filter((pl.col("symbol") == symbol) & (pl.col("date") > bought)).height == 1
+    income = last.filter((pl.col("portfolio_id") == "INCOME") & (pl.col("symbol") == "CASH"))
+    assert income["dividends"][0] > 0

@@ -399,3 +399,92 @@ def _cash_rows(
         pl.col("dividends_total").fill_null(0.0).alias("dividends"),
         pl.lit(None, pl.Float64).alias("weight"),
     )
+
+
+MONTHLY_SCHEMA: dict[str, pl.DataType] = {
+    "month": pl.Date(),
+    **{k: v for k, v in HOLDINGS_SCHEMA.items() if k not in ("realized_pnl", "dividends")},
+    "realized_pnl_month": pl.Float64(),
+    "dividends_month": pl.Float64(),
+    "fees_month": pl.Float64(),
+    "net_flows_month": pl.Float64(),
+    "portfolio_value": pl.Float64(),
+    "return_month": pl.Float64(),
+}
+"""The month-end snapshot (`date` is the month's last session) with the month's realised P&L
+and dividends per row (the CASH row: the portfolio's), and per portfolio, repeated on its
+rows: fees, net external flows (deposits - withdrawals), value and time-weighted return."""
+
+
+def monthly(daily: pl.DataFrame, flows: pl.DataFrame, month: dt.date) -> pl.DataFrame:
+    """holdings_monthly for `month` (its first day) from the daily holdings of the month and
+    of the last session before it (`daily`), and the month's `daily_cash_flows`.
+
+    The return chains daily returns with external flows excluded: a flow counts as arriving
+    at the start of its day, r = V_d / (V_{d-1} + F_d) - 1."""
+    next_month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    in_month = daily.filter(pl.col("date").is_between(month, next_month, closed="left"))
+    if in_month.is_empty():
+        return pl.DataFrame(schema=MONTHLY_SCHEMA)
+    month_end = in_month["date"].max()
+    before = daily.filter(pl.col("date") < month)
+    previous = (
+        before.filter(pl.col("date") == before["date"].max()) if not before.is_empty() else before
+    )
+    month_flows = flows.filter(pl.col("date").is_between(month, next_month, closed="left"))
+    value = (
+        daily.filter(pl.col("date") < next_month)
+        .group_by("portfolio_id", "date")
+        .agg(pl.col("market_value").sum().alias("value"))
+        .join(
+            month_flows.select(
+                "portfolio_id", "date", (pl.col("deposits") - pl.col("withdrawals")).alias("flow")
+            ),
+            on=["portfolio_id", "date"],
+            how="left",
+        )
+        .with_columns(pl.col("flow").fill_null(0.0))
+        .sort("portfolio_id", "date")
+        .with_columns(pl.col("value").shift().over("portfolio_id").fill_null(0.0).alias("prior"))
+        .filter(pl.col("date") >= month)
+        .with_columns(
+            pl.when(pl.col("prior") + pl.col("flow") > 0)
+            .then(pl.col("value") / (pl.col("prior") + pl.col("flow")))
+            .otherwise(1.0)
+            .alias("growth")
+        )
+        .group_by("portfolio_id")
+        .agg(
+            (pl.col("growth").product() - 1.0).alias("return_month"),
+            pl.col("value").last().alias("portfolio_value"),
+        )
+    )
+    totals = month_flows.group_by("portfolio_id").agg(
+        pl.col("fees").sum().alias("fees_month"),
+        (pl.col("deposits") - pl.col("withdrawals")).sum().alias("net_flows_month"),
+    )
+    start_of = previous.select(
+        "portfolio_id",
+        "symbol",
+        pl.col("realized_pnl").alias("_realized_before"),
+        pl.col("dividends").alias("_dividends_before"),
+    )
+    snapshot = in_month.filter(pl.col("date") == month_end)
+    return (
+        snapshot.join(start_of, on=["portfolio_id", "symbol"], how="left")
+        .join(totals, on="portfolio_id", how="left")
+        .join(value, on="portfolio_id", how="left")
+        .with_columns(
+            pl.lit(month).alias("month"),
+            (pl.col("realized_pnl") - pl.col("_realized_before").fill_null(0.0)).alias(
+                "realized_pnl_month"
+            ),
+            (pl.col("dividends") - pl.col("_dividends_before").fill_null(0.0)).alias(
+                "dividends_month"
+            ),
+            pl.col("fees_month").fill_null(0.0),
+            pl.col("net_flows_month").fill_null(0.0),
+        )
+        .select(pl.col(c).cast(t) for c, t in MONTHLY_SCHEMA.items())
+        .sort("portfolio_id", "symbol")
+    )
