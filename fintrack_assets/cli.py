@@ -39,7 +39,7 @@ def demo(days: int) -> int:
 
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
-    from fintrack_assets.partitions import latest_closed_session
+    from fintrack_assets.partitions import latest_closed_session, months
     from fintrack_assets.settings import get_settings
 
     settings = get_settings()
@@ -53,26 +53,43 @@ def demo(days: int) -> int:
         f"{settings.universe}, market data {settings.market_data}\n"
     )
     instance = DagsterInstance.get()
+    assets_job = defs.resolve_implicit_global_asset_job_def()
+    session_range = {
+        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+    }
+    # Only months that have ended are partitions of `months`.
+    month_keys = [k for k in months.get_partition_keys() if k >= first.replace(day=1).isoformat()]
+    month_range = {
+        ASSET_PARTITION_RANGE_START_TAG: month_keys[0] if month_keys else "",
+        ASSET_PARTITION_RANGE_END_TAG: month_keys[-1] if month_keys else "",
+    }
     runs = [
+        ("symbol_universe", assets_job.get_subset(asset_selection={_key("symbol_universe")}), {}),
+        ("daily_market_job", defs.resolve_job_def("daily_market_job"), session_range),
         (
-            "symbol_universe",
-            defs.resolve_implicit_global_asset_job_def().get_subset(
-                asset_selection={_key("symbol_universe")}
+            "portfolio_trades",
+            assets_job.get_subset(
+                asset_selection={_key("portfolio_trades"), _key("portfolio_trades_rejects")}
             ),
             {},
         ),
         (
-            "daily_market_job",
-            defs.resolve_job_def("daily_market_job"),
-            {
-                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-            },
+            "holdings_daily",
+            assets_job.get_subset(asset_selection={_key("holdings_daily")}),
+            session_range,
         ),
     ]
+    if month_keys:
+        monthly = assets_job.get_subset(asset_selection={_key("holdings_monthly")})
+        runs.append(("holdings_monthly", monthly, month_range))
     rows = []
     ok = True
     for name, job, tags in runs:
+        if name == "portfolio_trades":
+            landed = _land_sample_trades(settings)
+            if landed:
+                print(f"landed the sample trades: {landed}")
         print(f"running {name} ...", flush=True)
         started = time.perf_counter()
         result = job.execute_in_process(
@@ -126,6 +143,23 @@ def demo(days: int) -> int:
     return 0 if ok else 1
 
 
+def _land_sample_trades(settings: object) -> str | None:
+    """Drops the deterministic sample of three portfolios into the landing zone, built from the
+    bronze bars just materialised, unless trades have landed already."""
+    from fintrack_assets.core.sample_trades import sample_trades
+    from fintrack_assets.definitions import build_resources
+    from fintrack_assets.resources.landing import LandingZone
+
+    lake = build_resources(settings)["lake"]  # type: ignore[arg-type]
+    zone = LandingZone(lake.lake_url, lake.storage_options)  # type: ignore[attr-defined]
+    if zone.list_files("portfolio_trades"):
+        return None
+    bars = lake.table(["bronze_ohlcv"]).read_window()  # type: ignore[attr-defined]
+    return zone.write(
+        "portfolio_trades", "demo_sample.csv", sample_trades(bars).write_csv().encode()
+    )
+
+
 def _key(name: str) -> object:
     from dagster import AssetKey
 
@@ -165,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="materialise every asset for the last six months of sessions, offline",
         description="Runs symbol_universe, then daily_market_job over the last six months of "
-        "sessions up to the latest closed one, in single runs, on the configured lake and "
-        "warehouse (embedded defaults: no server, no network). Prints what it made.",
+        "sessions up to the latest closed one, lands a sample of three portfolios' trades, "
+        "then portfolio_trades, holdings_daily and holdings_monthly, in single runs, on the "
+        "configured lake and warehouse (embedded defaults: no server, no network). Prints what "
+        "it made.",
     )
     demo_parser.add_argument(
         "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"

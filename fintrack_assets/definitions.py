@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar
 
 from fintrack_assets.assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
+from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, portfolio_trades
 from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import daily_market_job
 from fintrack_assets.io_managers.lake import LakeIOManager
@@ -16,7 +17,15 @@ from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import Settings, get_settings
 
-ASSETS = [symbol_universe, raw_ohlcv, validate_bronze_ohlcv, silver_ohlcv]
+ASSETS = [
+    symbol_universe,
+    raw_ohlcv,
+    validate_bronze_ohlcv,
+    silver_ohlcv,
+    portfolio_trades,
+    holdings_daily,
+    holdings_monthly,
+]
 
 
 def build_resources(settings: Settings) -> dict[str, object]:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from dagster import AssetKey
 from deltalake import DeltaTable
 
 from fintrack_assets import defs
 from fintrack_assets.cli import main
-from fintrack_assets.partitions import trading_days
+from fintrack_assets.partitions import months, trading_days
 
 BIN = Path(sys.executable).parent
 
@@ -19,9 +20,10 @@ BIN = Path(sys.executable).parent
 def test_every_time_partitioned_asset_shares_trading_days_and_runs_ranges_in_one_run():
     assets = [a for a in defs.assets if a.partitions_def is not None]
     keys = {k.to_user_string() for a in assets for k in a.keys}
-    assert keys >= {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"}
+    assert keys >= {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", "holdings_daily"}
     for asset in assets:
-        assert asset.partitions_def is trading_days
+        expected = months if asset.keys == {AssetKey("holdings_monthly")} else trading_days
+        assert asset.partitions_def is expected
         assert asset.backfill_policy is not None
         assert asset.backfill_policy.max_partitions_per_run is None
 
@@ -31,7 +33,14 @@ def test_fintrack_demo_prints_its_table(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert main(["demo", "--days", "10"]) == 0
     out = capsys.readouterr().out
-    for asset in ("symbol_universe", "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"):
+    for asset in (
+        "symbol_universe",
+        "raw_ohlcv",
+        "bronze_ohlcv",
+        "silver_ohlcv_34d",
+        "portfolio_trades",
+        "holdings_daily",
+    ):
         assert f"| {asset}" in out
     assert str(tmp_path / ".fintrack" / "lake") in out
     assert "make dev" in out

@@ -488,3 +488,20 @@ def monthly(daily: pl.DataFrame, flows: pl.DataFrame, month: dt.date) -> pl.Data
         .select(pl.col(c).cast(t) for c, t in MONTHLY_SCHEMA.items())
         .sort("portfolio_id", "symbol")
     )
+
+
+def external_flows(trades: pl.DataFrame) -> pl.DataFrame:
+    """Per (date, portfolio_id): deposits, withdrawals and fees straight from the trades (no
+    replay): what `monthly` needs besides the daily holdings."""
+    amount = pl.col("quantity") * pl.col("price").fill_null(1.0)
+    return (
+        trades.group_by("date", "portfolio_id")
+        .agg(
+            amount.filter(pl.col("action") == "DEPOSIT").sum().alias("deposits"),
+            amount.filter(pl.col("action") == "WITHDRAWAL").sum().alias("withdrawals"),
+            (
+                pl.col("fees").fill_null(0.0).sum() + amount.filter(pl.col("action") == "FEE").sum()
+            ).alias("fees"),
+        )
+        .sort("portfolio_id", "date")
+    )

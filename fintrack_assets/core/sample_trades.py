@@ -21,8 +21,8 @@ def sample_trades(bars: pl.DataFrame) -> pl.DataFrame:
       sides, an account fee and a withdrawal.
     """
     days = sorted(bars["date"].unique().to_list())
-    if len(days) < 30:
-        raise ValueError("the sample needs at least 30 sessions of bars")
+    if len(days) < 3:
+        raise ValueError("the sample needs at least 3 sessions of bars")
     close = {(s, d): c for s, d, c in bars.select("symbol", "date", "close").iter_rows()}
     trades: list[tuple] = []
 
@@ -69,7 +69,11 @@ def sample_trades(bars: pl.DataFrame) -> pl.DataFrame:
             add("INCOME", day, "DEPOSIT", None, 2_000, 1.0)
 
     splits = bars.filter(pl.col("split_ratio") != 1.0).sort("date", "symbol")
-    split = splits.filter(pl.col("date") > days[5]).tail(1) if not splits.is_empty() else splits
+    split = (
+        splits.filter(pl.col("date") > days[min(5, len(days) - 1)]).tail(1)
+        if not splits.is_empty()
+        else splits
+    )
     add("GROWTH", first, "DEPOSIT", None, 50_000, 1.0)
     if not split.is_empty():
         symbol, split_day = split["symbol"][0], split["date"][0]

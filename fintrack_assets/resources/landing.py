@@ -149,3 +149,20 @@ class LandingZone:
             with self._filesystem().open_input_stream(file.path.removeprefix("s3://")) as stream:
                 return bytes(stream.read())
         return Path(file.path).read_bytes()
+
+    def write(self, dataset: str, name: str, content: bytes) -> str:
+        """Drops a file into the dataset's folder (what an upstream system or the demo does);
+        returns its path. `name` is a plain file name."""
+        if "/" in name or name.startswith(".") or not name.endswith(".csv"):
+            raise ValueError(f"{name!r} is not a plain .csv file name")
+        folder = self.folder(dataset)
+        if self._is_s3:
+            with self._filesystem().open_output_stream(
+                f"{folder.removeprefix('s3://')}/{name}"
+            ) as stream:
+                stream.write(content)
+            return f"{folder}/{name}"
+        path = Path(folder) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        return str(path)

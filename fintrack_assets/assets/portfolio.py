@@ -1,0 +1,294 @@
+"""Portfolios: trades from the landing zone, daily and monthly holdings in the warehouse."""
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+
+import pandera.errors
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    BackfillPolicy,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+    multi_asset,
+)
+
+from fintrack_assets.assets.metadata import add_partition_metadata, frame_metadata, markdown_table
+from fintrack_assets.core.holdings import METHODS, external_flows, holdings, monthly, replay
+from fintrack_assets.core.trades import (
+    REJECT_SCHEMA,
+    TRADED_SCHEMA,
+    parse_trades,
+    reject_counts,
+    validate_trades,
+)
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.partitions import months, trading_days, window_dates
+from fintrack_assets.resources.landing import LandingZone
+from fintrack_assets.schemas import PortfolioTrade
+
+TRADES = "portfolio_trades"
+PRICE_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
+
+
+def _prices(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Bronze closes and corporate actions for [start, end), read once per run."""
+    return lake.table(["bronze_ohlcv"]).read_window("date", start, end, PRICE_COLUMNS)
+
+
+class TradesConfig(Config):
+    max_reject_share: float = 0.01
+    """The reject-share check warns above this share of trade rows."""
+
+
+@multi_asset(
+    outs={
+        TRADES: AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Every valid trade from <lake>/landing/portfolio_trades/*.csv.",
+        ),
+        "portfolio_trades_rejects": AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Trade rows refused, with file, line and reason.",
+        ),
+    },
+    group_name="portfolio",
+    deps=["bronze_ohlcv"],
+    check_specs=[
+        AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
+        AssetCheckSpec("contract", asset=TRADES, description="schemas.PortfolioTrade holds."),
+    ],
+)
+def portfolio_trades(
+    context: AssetExecutionContext,
+    config: TradesConfig,
+    symbol_universe: pl.DataFrame,
+    lake: ResourceParam[LakeIOManager],
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    """Reads every landing file each run (the history is small and a re-run must give the
+    same table), validates, then replays the valid trades with bronze's splits to refuse any
+    sell beyond the shares held."""
+    started = time.perf_counter()
+    zone = LandingZone(lake.lake_url, lake.storage_options)
+    files = zone.list_files(TRADES)
+    parsed, rejected = [], []
+    for file in files:
+        rows, bad = parse_trades(zone.read_csv(file), file.name)
+        parsed.append(rows)
+        rejected.append(bad)
+        context.log.info(f"{file.name}: {rows.height} rows, {bad.height} unreadable")
+    raw = pl.concat(parsed, how="vertical") if parsed else pl.DataFrame(schema=TRADED_SCHEMA)
+    valid, invalid = validate_trades(raw, symbol_universe["symbol"].to_list())
+    if not valid.is_empty():
+        first, last = valid["date"].min(), valid["date"].max()
+        assert isinstance(first, dt.date) and isinstance(last, dt.date)
+        _, _, oversold = replay(valid, _prices(lake, first, last + dt.timedelta(days=1)))
+        if not oversold.is_empty():
+            refused = valid.filter(pl.col("trade_id").is_in(oversold["trade_id"].implode()))
+            valid = valid.filter(~pl.col("trade_id").is_in(oversold["trade_id"].implode()))
+            invalid = pl.concat(
+                [
+                    invalid,
+                    refused.select(
+                        *(pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items() if c != "reason"),
+                        pl.lit("oversell").alias("reason"),
+                    ),
+                ]
+            )
+    rejects = pl.concat([*rejected, invalid], how="vertical")
+    counts = reject_counts(rejects)
+    total = valid.height + rejects.height
+    share = rejects.height / total if total else 0.0
+    seconds = time.perf_counter() - started
+    context.log.info(
+        f"{len(files)} file(s): {valid.height} trades, {rejects.height} refused"
+        + (f" {counts}" if counts else "")
+    )
+    yield Output(
+        valid,
+        output_name=TRADES,
+        metadata={
+            **frame_metadata(valid, seconds),
+            "files": len(files),
+            "portfolios": valid["portfolio_id"].n_unique(),
+            "rejected_rows": rejects.height,
+        },
+    )
+    yield Output(
+        rejects,
+        output_name="portfolio_trades_rejects",
+        metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
+    )
+    yield AssetCheckResult(
+        check_name="reject_share",
+        asset_key=TRADES,
+        passed=share <= config.max_reject_share,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"reject_share": round(share, 6), **{f"reason/{r}": n for r, n in counts.items()}},
+    )
+    try:
+        PortfolioTrade.validate(valid, lazy=True)
+        yield AssetCheckResult(check_name="contract", asset_key=TRADES, passed=True)
+    except pandera.errors.SchemaErrors as exc:
+        yield AssetCheckResult(
+            check_name="contract",
+            asset_key=TRADES,
+            passed=False,
+            metadata={"failures": MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")},
+        )
+
+
+class HoldingsConfig(Config):
+    method: str = "average"
+    """Cost method: `average` (the contract's) or `fifo`."""
+
+
+@asset(
+    partitions_def=trading_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key="warehouse",
+    kinds={"polars", "duckdb"},
+    group_name="portfolio",
+    deps=["bronze_ohlcv"],
+    ins={TRADES: AssetIn()},
+    description="One row per (date, portfolio, symbol) plus CASH: quantity, average cost, "
+    "value at the day's close, realised and unrealised P&L, dividends, weight.",
+    check_specs=[
+        AssetCheckSpec(
+            "reconciliation",
+            asset="holdings_daily",
+            description="cash = deposits - withdrawals - buys + sells + dividends - fees, "
+            "market value = quantity x close, and the weights of each portfolio sum to 1, "
+            "every day.",
+        )
+    ],
+)
+def holdings_daily(
+    context: AssetExecutionContext,
+    config: HoldingsConfig,
+    portfolio_trades: pl.DataFrame,
+    lake: ResourceParam[LakeIOManager],
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    if config.method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")
+    start, end = window_dates(context.partition_time_window)
+    started = time.perf_counter()
+    first = portfolio_trades["date"].min() if not portfolio_trades.is_empty() else start
+    assert isinstance(first, dt.date)
+    prices = _prices(lake, min(first, start), end)
+    result = holdings(portfolio_trades, prices, start, end, config.method)
+    seconds = time.perf_counter() - started
+    daily = result.daily
+    context.log.info(
+        f"{daily.height:,} holdings rows for {daily['portfolio_id'].n_unique()} portfolios "
+        f"[{start}, {end}) from {portfolio_trades.height:,} trades and {prices.height:,} "
+        f"prices in {seconds:.2f} s"
+    )
+    add_partition_metadata(context, "holdings_daily", daily, "date")
+    yield Output(
+        daily,
+        metadata={
+            "rows_in_run": daily.height,
+            "compute_seconds": round(seconds, 3),
+            "method": config.method,
+            "portfolios": daily["portfolio_id"].n_unique(),
+            "prices_read": prices.height,
+        },
+    )
+    yield _reconciliation(daily, result.cash_flows, portfolio_trades.filter(pl.col("date") < end))
+
+
+def _reconciliation(
+    daily: pl.DataFrame, flows: pl.DataFrame, trades: pl.DataFrame
+) -> AssetCheckResult:
+    """Cash rebuilt from the trades themselves (not the engine's bookkeeping), plus the
+    dividends the engine paid: deposits - withdrawals - buys + sells + dividends - fees."""
+    cash = daily.filter(pl.col("symbol") == "CASH").select("date", "portfolio_id", "quantity")
+    gross = pl.col("quantity") * pl.col("price")
+    signed = pl.when(pl.col("action").is_in(["DEPOSIT", "SELL"])).then(gross).otherwise(
+        -gross
+    ) - pl.col("fees")
+    moves = pl.concat(
+        [
+            trades.select("date", "portfolio_id", signed.alias("amount")),
+            flows.select("date", "portfolio_id", pl.col("dividends").alias("amount")),
+        ]
+    )
+    expected = (
+        moves.group_by("date", "portfolio_id")
+        .agg(pl.col("amount").sum())
+        .sort("date")
+        .select(
+            "date",
+            "portfolio_id",
+            pl.col("amount").cum_sum().over("portfolio_id").alias("expected"),
+        )
+    )
+    cash_off = (
+        cash.sort("date")
+        .join_asof(expected, on="date", by="portfolio_id", check_sortedness=False)
+        .filter((pl.col("quantity") - pl.col("expected")).abs() > 1e-6)
+    )
+    positions = daily.filter(pl.col("symbol") != "CASH")
+    value_off = positions.filter(
+        (pl.col("market_value") - pl.col("quantity") * pl.col("close")).abs() > 1e-6
+    )
+    weights_off = (
+        daily.group_by("date", "portfolio_id")
+        .agg(pl.col("weight").sum())
+        .filter(pl.col("weight").is_not_null() & ((pl.col("weight") - 1.0).abs() > 1e-9))
+    )
+    return AssetCheckResult(
+        check_name="reconciliation",
+        asset_key="holdings_daily",
+        passed=cash_off.is_empty() and value_off.is_empty() and weights_off.is_empty(),
+        metadata={
+            "cash_days_off": cash_off.height,
+            "positions_mis_valued": value_off.height,
+            "portfolio_days_weights_off": weights_off.height,
+            "examples": MetadataValue.md(markdown_table(cash_off, rows=10)),
+        },
+    )
+
+
+@asset(
+    partitions_def=months,
+    backfill_policy=BackfillPolicy.single_run(),
+    io_manager_key="warehouse",
+    kinds={"polars", "duckdb"},
+    group_name="portfolio",
+    deps=["holdings_daily"],
+    ins={TRADES: AssetIn()},
+    metadata={"partition_expr": "month"},
+    description="Month-end snapshot with the month's realised P&L, dividends, fees, net "
+    "external flows and time-weighted return.",
+)
+def holdings_monthly(
+    context: AssetExecutionContext,
+    portfolio_trades: pl.DataFrame,
+    warehouse: ResourceParam[WarehouseIOManager],
+) -> Output[pl.DataFrame]:
+    start, end = window_dates(context.partition_time_window)
+    # The last session before the first month carries the opening value.
+    daily = warehouse.warehouse.read("holdings_daily", "date", start - dt.timedelta(days=10), end)
+    flows = external_flows(portfolio_trades)
+    month = start
+    frames = []
+    while month < end:
+        frames.append(monthly(daily, flows, month))
+        month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    result = pl.concat(frames)
+    add_partition_metadata(context, "holdings_monthly", result, "month")
+    return Output(result, metadata={"rows_in_run": result.height, "months": len(frames)})
