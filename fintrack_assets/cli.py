@@ -60,10 +60,6 @@ def demo(days: int) -> int:
     }
     # Only months that have ended are partitions of `months`.
     month_keys = [k for k in months.get_partition_keys() if k >= first.replace(day=1).isoformat()]
-    month_range = {
-        ASSET_PARTITION_RANGE_START_TAG: month_keys[0] if month_keys else "",
-        ASSET_PARTITION_RANGE_END_TAG: month_keys[-1] if month_keys else "",
-    }
     runs = [
         ("symbol_universe", assets_job.get_subset(asset_selection={_key("symbol_universe")}), {}),
         ("daily_market_job", defs.resolve_job_def("daily_market_job"), session_range),
@@ -82,6 +78,10 @@ def demo(days: int) -> int:
     ]
     if month_keys:
         monthly = assets_job.get_subset(asset_selection={_key("holdings_monthly")})
+        month_range = {
+            ASSET_PARTITION_RANGE_START_TAG: month_keys[0],
+            ASSET_PARTITION_RANGE_END_TAG: month_keys[-1],
+        }
         runs.append(("holdings_monthly", monthly, month_range))
     rows = []
     ok = True

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import pandera.errors
 import pandera.polars as pa
 import polars as pl
 
+from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.core.symbols import SYMBOL_PATTERN
+from fintrack_assets.core.trades import ACTIONS
+
+
+def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> str | None:
+    """pandera's report of every failure of `frame` against `model` (truncated), or None."""
+    try:
+        model.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as exc:
+        return str(exc)[:4000]
+    return None
 
 
 class _Bars(pa.DataFrameModel):
@@ -45,7 +57,7 @@ class BronzeOHLCV(_Bars):
 class SilverOHLCV(_Bars):
     """`silver_ohlcv_<N>d`: one bar per (symbol, bucket), on the basis of its last session."""
 
-    interval_days: pl.Int32 = pa.Field(isin=[3, 5, 8, 13, 21, 34])
+    interval_days: pl.Int32 = pa.Field(isin=list(INTERVALS))
     bar_start: pl.Date
     bar_end: pl.Date
     n_days: pl.Int32 = pa.Field(ge=1)
@@ -73,7 +85,7 @@ class PortfolioTrade(pa.DataFrameModel):
     portfolio_id: str = pa.Field(str_length={"min_value": 1})
     date: pl.Date
     symbol: str = pa.Field(nullable=True, str_matches=SYMBOL_PATTERN)
-    action: str = pa.Field(isin=["BUY", "SELL", "DEPOSIT", "WITHDRAWAL", "FEE"])
+    action: str = pa.Field(isin=list(ACTIONS))
     quantity: float = pa.Field(gt=0)
     price: float = pa.Field(gt=0)
     fees: float = pa.Field(ge=0)

@@ -4,7 +4,6 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 
-import pandera.errors
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -25,7 +24,12 @@ from dagster import (
     multi_asset,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata, frame_metadata, markdown_table
+from fintrack_assets.assets.metadata import (
+    add_partition_metadata,
+    contract_check,
+    frame_metadata,
+    markdown_table,
+)
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.market import normalise_raw
@@ -274,13 +278,4 @@ def validate_bronze_ohlcv(
             **{f"reason/{r}": n for r, n in counts.items()},
         },
     )
-    try:
-        BronzeOHLCV.validate(bronze, lazy=True)
-        yield AssetCheckResult(check_name="contract", asset_key="bronze_ohlcv", passed=True)
-    except pandera.errors.SchemaErrors as exc:
-        yield AssetCheckResult(
-            check_name="contract",
-            asset_key="bronze_ohlcv",
-            passed=False,
-            metadata={"failures": MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")},
-        )
+    yield contract_check(BronzeOHLCV, bronze, "bronze_ohlcv")

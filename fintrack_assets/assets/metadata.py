@@ -6,8 +6,11 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
-from dagster import AssetExecutionContext, MetadataValue, TableColumn, TableSchema
+from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, TableColumn, TableSchema
+from pandera.polars import DataFrameModel
 from tabulate import tabulate
+
+from fintrack_assets.schemas import contract_failures
 
 
 def markdown_table(frame: pl.DataFrame, rows: int = 5) -> str:
@@ -24,6 +27,21 @@ def frame_metadata(frame: pl.DataFrame, seconds: float | None = None) -> dict[st
     if seconds is not None:
         metadata["compute_seconds"] = round(seconds, 3)
     return metadata
+
+
+def contract_check(
+    model: type[DataFrameModel], frame: pl.DataFrame, asset_key: str, check_name: str = "contract"
+) -> AssetCheckResult:
+    """The asset check that `frame` satisfies its pandera contract, failures in metadata."""
+    failures = contract_failures(model, frame)
+    return AssetCheckResult(
+        check_name=check_name,
+        asset_key=asset_key,
+        passed=failures is None,
+        metadata={}
+        if failures is None
+        else {"failures": MetadataValue.md(f"```\n{failures}\n```")},
+    )
 
 
 def table_schema(frame: pl.DataFrame) -> TableSchema:

@@ -4,7 +4,6 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 
-import pandera.errors
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -22,8 +21,20 @@ from dagster import (
     multi_asset,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata, frame_metadata, markdown_table
-from fintrack_assets.core.holdings import METHODS, external_flows, holdings, monthly, replay
+from fintrack_assets.assets.metadata import (
+    add_partition_metadata,
+    contract_check,
+    frame_metadata,
+    markdown_table,
+)
+from fintrack_assets.core.holdings import (
+    METHODS,
+    external_flows,
+    holdings,
+    monthly,
+    next_month,
+    replay,
+)
 from fintrack_assets.core.trades import (
     REJECT_SCHEMA,
     TRADED_SCHEMA,
@@ -138,16 +149,7 @@ def portfolio_trades(
         severity=AssetCheckSeverity.WARN,
         metadata={"reject_share": round(share, 6), **{f"reason/{r}": n for r, n in counts.items()}},
     )
-    try:
-        PortfolioTrade.validate(valid, lazy=True)
-        yield AssetCheckResult(check_name="contract", asset_key=TRADES, passed=True)
-    except pandera.errors.SchemaErrors as exc:
-        yield AssetCheckResult(
-            check_name="contract",
-            asset_key=TRADES,
-            passed=False,
-            metadata={"failures": MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")},
-        )
+    yield contract_check(PortfolioTrade, valid, TRADES)
 
 
 class HoldingsConfig(Config):
@@ -288,7 +290,7 @@ def holdings_monthly(
     frames = []
     while month < end:
         frames.append(monthly(daily, flows, month))
-        month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        month = next_month(month)
     result = pl.concat(frames)
     add_partition_metadata(context, "holdings_monthly", result, "month")
     return Output(result, metadata={"rows_in_run": result.height, "months": len(frames)})

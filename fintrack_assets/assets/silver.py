@@ -4,7 +4,6 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 
-import pandera.errors
 import polars as pl
 from dagster import (
     AssetCheckKey,
@@ -36,7 +35,7 @@ from fintrack_assets.core.silver import (
 from fintrack_assets.io_managers.context import PARTITION_EXPR
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.partitions import trading_days, window_dates
-from fintrack_assets.schemas import SilverOHLCV
+from fintrack_assets.schemas import SilverOHLCV, contract_failures
 
 BRONZE = "bronze_ohlcv"
 BAR_END = "bar_end"
@@ -222,10 +221,9 @@ def _bar_check_result(
     bars: pl.DataFrame, interval: int, start: dt.date, end: dt.date
 ) -> AssetCheckResult:
     problems: dict[str, object] = {}
-    try:
-        SilverOHLCV.validate(bars, lazy=True)
-    except pandera.errors.SchemaErrors as exc:
-        problems["contract_failures"] = MetadataValue.md(f"```\n{str(exc)[:4000]}\n```")
+    failures = contract_failures(SilverOHLCV, bars)
+    if failures is not None:
+        problems["contract_failures"] = MetadataValue.md(f"```\n{failures}\n```")
     misaligned = misaligned_bars(bars, interval, start, end)
     if not misaligned.is_empty():
         problems["misaligned_examples"] = MetadataValue.md(markdown_table(misaligned, rows=10))

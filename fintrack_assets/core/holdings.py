@@ -290,7 +290,7 @@ def holdings(
         )
         .with_columns((pl.col("market_value") - pl.col("cost_basis")).alias("unrealized_pnl"))
     )
-    cash_rows = _cash_rows(flows, states, sessions, valued)
+    cash_rows = _cash_rows(flows, states, sessions)
     daily = pl.concat(
         [
             valued.with_columns(pl.lit(None, pl.Float64).alias("weight")).select(
@@ -337,9 +337,7 @@ def _positions_on_sessions(states: pl.DataFrame, sessions: pl.DataFrame) -> pl.D
     )
 
 
-def _cash_rows(
-    flows: pl.DataFrame, states: pl.DataFrame, sessions: pl.DataFrame, valued: pl.DataFrame
-) -> pl.DataFrame:
+def _cash_rows(flows: pl.DataFrame, states: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
     """The CASH row of each portfolio on each session from its first cash movement on."""
     if flows.is_empty() or sessions.is_empty():
         return pl.DataFrame(schema=HOLDINGS_SCHEMA)
@@ -416,14 +414,19 @@ and dividends per row (the CASH row: the portfolio's), and per portfolio, repeat
 rows: fees, net external flows (deposits - withdrawals), value and time-weighted return."""
 
 
+def next_month(month: dt.date) -> dt.date:
+    """The first day of the month after `month`'s."""
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+
+
 def monthly(daily: pl.DataFrame, flows: pl.DataFrame, month: dt.date) -> pl.DataFrame:
     """holdings_monthly for `month` (its first day) from the daily holdings of the month and
     of the last session before it (`daily`), and the month's `daily_cash_flows`.
 
     The return chains daily returns with external flows excluded: a flow counts as arriving
     at the start of its day, r = V_d / (V_{d-1} + F_d) - 1."""
-    next_month = (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-    in_month = daily.filter(pl.col("date").is_between(month, next_month, closed="left"))
+    following = next_month(month)
+    in_month = daily.filter(pl.col("date").is_between(month, following, closed="left"))
     if in_month.is_empty():
         return pl.DataFrame(schema=MONTHLY_SCHEMA)
     month_end = in_month["date"].max()
@@ -431,9 +434,9 @@ def monthly(daily: pl.DataFrame, flows: pl.DataFrame, month: dt.date) -> pl.Data
     previous = (
         before.filter(pl.col("date") == before["date"].max()) if not before.is_empty() else before
     )
-    month_flows = flows.filter(pl.col("date").is_between(month, next_month, closed="left"))
+    month_flows = flows.filter(pl.col("date").is_between(month, following, closed="left"))
     value = (
-        daily.filter(pl.col("date") < next_month)
+        daily.filter(pl.col("date") < following)
         .group_by("portfolio_id", "date")
         .agg(pl.col("market_value").sum().alias("value"))
         .join(
