@@ -260,3 +260,109 @@ def test_the_demo_sample_meets_a_split_and_dividends_and_never_oversells():
     assert splits.filter((pl.col("symbol") == symbol) & (pl.col("date") > bought)).height == 1
     income = last.filter((pl.col("portfolio_id") == "INCOME") & (pl.col("symbol") == "CASH"))
     assert income["dividends"][0] > 0
+
+
+def _random_book(seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Three portfolios trading four symbols over 40 sessions with forward and reverse splits,
+    dividends (some on split days), same-day trades, fractional shares, sells of everything
+    held (closes and reopens) and oversells."""
+    import numpy as np
+
+    from fintrack_assets.core.calendar import sessions_between
+
+    rng = np.random.default_rng(seed)
+    days = sessions_between(D(2025, 1, 2), D(2025, 3, 3))[:40]
+    symbols = ["AAA", "BBB", "CCC", "DDD"]
+    ratios = {(s, days[i]): r for s, i, r in [("AAA", 8, 2.0), ("BBB", 15, 0.1), ("CCC", 20, 3.0)]}
+    ratios[("AAA", days[30])] = 1.5
+    bars = pl.DataFrame(
+        [
+            (
+                s,
+                d,
+                float(rng.uniform(5, 200)),
+                ratios.get((s, d), 1.0),
+                float(rng.choice([0.0, 0.5])) if rng.random() < 0.1 or (s, d) in ratios else 0.0,
+            )
+            for s in symbols
+            for d in days
+        ],
+        schema=["symbol", "date", "close", "split_ratio", "dividend"],
+        orient="row",
+    )
+    close = {(s, d): c for s, d, c, _, _ in bars.iter_rows()}
+    rows, held = [], {}
+    for n in range(160):
+        portfolio = f"P{rng.integers(3)}"
+        day = days[int(rng.integers(len(days)))]
+        symbol = symbols[int(rng.integers(4))]
+        rows.append((n, portfolio, day, symbol))
+    rows.sort(key=lambda r: (r[2], r[0]))
+    book = []
+    for n, portfolio, day, symbol in rows:
+        # the generator's own split-adjusted view of what is held, for sells of everything
+        key = (portfolio, symbol)
+        if key in held:
+            since, shares = held[key]
+            for d in days:
+                if since < d <= day:
+                    shares *= ratios.get((symbol, d), 1.0)
+            held[key] = (day, shares)
+        draw = rng.random()
+        shares = held.get(key, (day, 0.0))[1]
+        if draw < 0.5 or shares <= 0:
+            action, quantity = "BUY", float(rng.choice([10, 25, 7.5, 100]))
+            held[key] = (day, shares + quantity)
+        elif draw < 0.7:
+            action, quantity = "SELL", shares  # everything: the position closes
+            held[key] = (day, 0.0)
+        elif draw < 0.9:
+            action, quantity = "SELL", round(shares * float(rng.uniform(0.1, 0.9)), 4)
+            held[key] = (day, shares - quantity)
+        else:
+            action, quantity = "SELL", shares + 5  # refused: more than held
+        book.append(
+            (
+                f"t{n:03d}",
+                portfolio,
+                day,
+                symbol,
+                action,
+                quantity,
+                close[symbol, day],
+                float(rng.choice([0.0, 1.0, 2.5])),
+                "USD",
+            )
+        )
+    trades_frame = pl.DataFrame(book, schema=TRADE_SCHEMA, orient="row")
+    return trades_frame, bars
+
+
+@pytest.mark.parametrize("method", ["average", "fifo"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_vectorised_replay_equals_the_event_loop(seed: int, method: str) -> None:
+    from fintrack_assets.core.holdings import replay
+    from fintrack_assets_tests.holdings_reference import reference_replay
+
+    book, bars = _random_book(seed)
+    states, cash, oversold = replay(book, bars, method)
+    want_states, want_cash, want_oversold = reference_replay(book, bars, method)
+
+    assert want_oversold.height > 0 and (want_states["quantity"] == 0).any()
+    assert sorted(oversold["trade_id"]) == sorted(want_oversold["trade_id"])
+    keys = ["portfolio_id", "symbol", "date"]
+    joined = want_states.join(states, on=keys, how="full", suffix="_got", coalesce=True)
+    assert joined.height == want_states.height == states.height
+    for column in ("quantity", "cost_basis", "realized_pnl", "dividends"):
+        assert joined[f"{column}_got"].to_list() == pytest.approx(
+            joined[column].to_list(), rel=1e-9, abs=1e-6
+        ), column
+    sums = ["date", "portfolio_id", "kind"]
+    cash_joined = (
+        want_cash.group_by(sums)
+        .agg(pl.col("amount").sum())
+        .join(cash.group_by(sums).agg(pl.col("amount").sum()), on=sums, how="full", coalesce=True)
+    )
+    assert cash_joined["amount_right"].to_list() == pytest.approx(
+        cash_joined["amount"].to_list(), rel=1e-9, abs=1e-6
+    )

@@ -14,9 +14,8 @@ realised P&L is that minus the basis it removes. A SELL beyond the shares held i
 from __future__ import annotations
 
 import datetime as dt
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -46,16 +45,6 @@ on the CASH row (quantity = cash in USD) they are the portfolio's cumulative tot
 nothing realised is lost when a position closes and drops out."""
 
 
-@dataclass
-class _Position:
-    quantity: float = 0.0
-    cost_basis: float = 0.0
-    realized: float = 0.0
-    dividends: float = 0.0
-    lots: deque[list[float]] = field(default_factory=deque)
-    """FIFO: [shares, cost per share] oldest first."""
-
-
 @dataclass(frozen=True)
 class Holdings:
     daily: pl.DataFrame
@@ -74,23 +63,59 @@ def _corporate_actions(prices: pl.DataFrame, symbols: Iterable[str]) -> pl.DataF
     ).select("symbol", "date", "split_ratio", "dividend")
 
 
+POSITION = ["portfolio_id", "symbol"]
+_BUY, _SELL, _CORPORATE = (pl.col("action") == a for a in ("BUY", "SELL", "CORPORATE"))
+
+
 def replay(
     trades: pl.DataFrame, prices: pl.DataFrame, method: str = "average"
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Replays every trade and corporate action in order. Returns (states: one row per
-    (portfolio_id, symbol, date) on which a position changed, with its state at the end of
-    that day; cash: one row per cash movement; oversold)."""
+    """Replays every trade and corporate action in order, vectorised over all positions.
+    Returns (states: one row per (portfolio_id, symbol, date) on which a position changed,
+    with its state at the end of that day; cash: one row per cash movement; oversold).
+
+    Shares are tracked in *units*: shares divided by the product of the splits so far, so a
+    split changes no unit count and a position's units are a running sum of its trades. A
+    position's *life* runs from its first buy to the sell that closes it; cost basis is a
+    per-life scan: average cost scales it by the units a sell leaves, FIFO reads it off the
+    cumulative cost of the lots at the units sold so far."""
     if method not in METHODS:
         raise ValueError(f"unknown cost method {method!r}: use one of {', '.join(METHODS)}")
+    events = _events(trades, prices)
+    refused: list[pl.DataFrame] = []
+    while True:
+        walked = _units(events)
+        # A refused sell changes nothing, so a later sell of the same position may fit once
+        # an earlier one is refused: refuse the first oversell of each position, walk again.
+        over = (
+            walked.filter(_SELL & (pl.col("quantity") > pl.col("_held") + EPSILON))
+            .group_by(POSITION)
+            .agg(pl.all().sort_by("_seq").first())
+        )
+        if over.is_empty():
+            break
+        refused.append(over.select("trade_id", pl.col("_held").alias("shares_held")))
+        events = events.filter(~pl.col("_seq").is_in(over["_seq"].implode()))
+    walked = _costs(_lives(walked), method)
+    oversold = (
+        pl.concat(refused).sort("trade_id")
+        if refused
+        else pl.DataFrame(schema={"trade_id": pl.String, "shares_held": pl.Float64})
+    )
+    return _states(walked), _cash(walked, trades), oversold
+
+
+def _events(trades: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """Buys, sells and the corporate actions after each position's first trade, in replay
+    order: by position, date, corporate actions before trades, then trade_id."""
     held = trades.filter(pl.col("action").is_in(["BUY", "SELL"]))
     actions = _corporate_actions(prices, held["symbol"].unique().to_list())
-    first_trade = held.group_by("portfolio_id", "symbol").agg(pl.col("date").min().alias("opened"))
+    first_trade = held.group_by(POSITION).agg(pl.col("date").min().alias("opened"))
     corporate = (
         first_trade.join(actions, on="symbol", how="inner")
         .filter(pl.col("date") > pl.col("opened"))
         .select(
-            "portfolio_id",
-            "symbol",
+            *POSITION,
             "date",
             pl.lit(0, pl.Int8).alias("_order"),
             pl.lit("CORPORATE").alias("action"),
@@ -100,137 +125,206 @@ def replay(
             pl.lit(0.0).alias("fees"),
         )
     )
-    events = pl.concat(
-        [
-            corporate,
-            held.select(
-                "portfolio_id",
-                "symbol",
-                "date",
-                pl.lit(1, pl.Int8).alias("_order"),
-                "action",
-                "trade_id",
-                "quantity",
-                "price",
-                "fees",
-            ),
-        ]
-    ).sort("portfolio_id", "symbol", "date", "_order", "trade_id")
+    columns = [*POSITION, "date", "_order", "action", "trade_id", "quantity", "price", "fees"]
+    trades_in_order = held.select(
+        *POSITION,
+        "date",
+        pl.lit(1, pl.Int8).alias("_order"),
+        "action",
+        "trade_id",
+        pl.col("quantity").cast(pl.Float64),
+        pl.col("price").cast(pl.Float64),
+        pl.col("fees").cast(pl.Float64).fill_null(0.0),
+    )
+    return (
+        pl.concat([corporate.select(columns), trades_in_order.select(columns)])
+        .sort(*POSITION, "date", "_order", "trade_id", nulls_last=False, maintain_order=True)
+        .with_row_index("_seq")
+        .with_columns(pl.struct(POSITION).rle_id().alias("_pos"))
+    )
 
-    positions: dict[tuple[str, str], _Position] = {}
-    states: list[tuple] = []
-    cash: list[tuple] = []
-    oversold: list[tuple] = []
-    last_key: tuple[str, str, dt.date] | None = None
-    for portfolio, symbol, day, _, action, trade_id, quantity, price, fees in events.iter_rows():
-        position = positions.setdefault((portfolio, symbol), _Position())
-        if action == "CORPORATE":
-            if position.quantity > EPSILON:
-                if quantity != 1.0:
-                    position.quantity *= quantity
-                    for lot in position.lots:
-                        lot[0] *= quantity
-                        lot[1] /= quantity
-                if price > 0:
-                    paid = position.quantity * price
-                    position.dividends += paid
-                    cash.append((day, portfolio, "dividends", paid))
-            else:
-                continue
-        elif action == "BUY":
-            cost = quantity * price + fees
-            position.quantity += quantity
-            position.cost_basis += cost
-            position.lots.append([quantity, cost / quantity])
-            cash.append((day, portfolio, "buys", quantity * price))
-            cash.append((day, portfolio, "fees", fees))
-        else:
-            if quantity > position.quantity + EPSILON:
-                oversold.append((trade_id, position.quantity))
-                continue
-            removed = _remove(position, quantity, method)
-            position.realized += quantity * price - fees - removed
-            cash.append((day, portfolio, "sells", quantity * price))
-            cash.append((day, portfolio, "fees", fees))
-        if position.quantity <= EPSILON:
-            position.quantity, position.cost_basis = 0.0, 0.0
-            position.lots.clear()
-        key = (portfolio, symbol, day)
-        state = (
-            portfolio,
-            symbol,
-            day,
-            position.quantity,
-            position.cost_basis,
-            position.realized,
-            position.dividends,
+
+def _units(events: pl.DataFrame) -> pl.DataFrame:
+    """Per event: `_split` (the splits so far, from the position's first event), `_du` (the
+    units it adds), `_u` (units after it) and `_held` (shares held before it)."""
+    split = pl.when(_CORPORATE).then(pl.col("quantity")).otherwise(1.0)
+    units = (
+        pl.when(_BUY)
+        .then(pl.col("quantity") / pl.col("_split"))
+        .when(_SELL)
+        .then(-pl.col("quantity") / pl.col("_split"))
+        .otherwise(0.0)
+    )
+    return (
+        events.with_columns(split.cum_prod().over("_pos").alias("_split"))
+        .with_columns(units.alias("_du"))
+        .with_columns(pl.col("_du").cum_sum().over("_pos").alias("_u"))
+        .with_columns(
+            (pl.col("_u") * pl.col("_split")).shift(1).over("_pos").fill_null(0.0).alias("_held")
         )
-        if key == last_key:
-            states[-1] = state
-        else:
-            states.append(state)
-        last_key = key
-
-    for portfolio, day, action, quantity, price, fees in (
-        trades.filter(pl.col("action").is_in(["DEPOSIT", "WITHDRAWAL", "FEE"]))
-        .select("portfolio_id", "date", "action", "quantity", "price", "fees")
-        .iter_rows()
-    ):
-        amount = quantity * (price if price is not None else 1.0)
-        kind = {"DEPOSIT": "deposits", "WITHDRAWAL": "withdrawals", "FEE": "fees"}[action]
-        cash.append((day, portfolio, kind, amount))
-        if fees:
-            cash.append((day, portfolio, "fees", fees))
-
-    state_frame = pl.DataFrame(
-        states,
-        schema={
-            "portfolio_id": pl.String,
-            "symbol": pl.String,
-            "date": pl.Date,
-            "quantity": pl.Float64,
-            "cost_basis": pl.Float64,
-            "realized_pnl": pl.Float64,
-            "dividends": pl.Float64,
-        },
-        orient="row",
     )
-    cash_frame = pl.DataFrame(
-        cash,
-        schema={
-            "date": pl.Date,
-            "portfolio_id": pl.String,
-            "kind": pl.String,
-            "amount": pl.Float64,
-        },
-        orient="row",
-    )
-    oversold_frame = pl.DataFrame(
-        oversold, schema={"trade_id": pl.String, "shares_held": pl.Float64}, orient="row"
-    )
-    return state_frame, cash_frame, oversold_frame
 
 
-def _remove(position: _Position, quantity: float, method: str) -> float:
-    """Takes `quantity` shares out of the position; returns the cost basis they carried."""
+def _lives(walked: pl.DataFrame) -> pl.DataFrame:
+    """Numbers each position's lives (a sell that leaves no shares ends one), drops the
+    corporate actions that meet no shares, and recounts units within each life, so a closed
+    position reopens from exactly zero."""
+    closes = _SELL & (pl.col("_u") * pl.col("_split") <= EPSILON)
+    return (
+        walked.with_columns(closes.alias("_closes"))
+        .with_columns(
+            pl.col("_closes")
+            .shift(1)
+            .fill_null(False)
+            .cast(pl.Int32)
+            .cum_sum()
+            .over("_pos")
+            .alias("_life")
+        )
+        .filter(~(_CORPORATE & (pl.col("_held") <= EPSILON)))
+        .with_columns(pl.struct("_pos", "_life").rle_id().alias("_life"))
+        .with_columns(pl.col("_du").cum_sum().over("_life").alias("_u"))
+        .with_columns(
+            pl.when(pl.col("_closes"))
+            .then(0.0)
+            .otherwise(pl.col("_u") * pl.col("_split"))
+            .alias("_shares")
+        )
+    )
+
+
+def _costs(walked: pl.DataFrame, method: str) -> pl.DataFrame:
+    """Adds `_basis` (cost basis after the event), `_realized` and `_dividend` (this event's)."""
+    life = "_life"
+    cost = pl.when(_BUY).then(pl.col("quantity") * pl.col("price") + pl.col("fees")).otherwise(0.0)
+    walked = walked.with_columns(cost.alias("_cost"))
     if method == "average":
-        removed = position.cost_basis * quantity / position.quantity
-        for lot in position.lots:
-            lot[0] *= 1 - quantity / position.quantity
+        # A sell keeps the basis in proportion to the units it leaves: B_k = F_k * sum(c_j/F_j)
+        # with F the running product of those proportions (0 at the close, the life's end).
+        left = (
+            pl.when(pl.col("_closes"))
+            .then(0.0)
+            .when(_SELL)
+            .then(pl.col("_u") / pl.col("_u").shift(1).over(life))
+            .otherwise(1.0)
+        )
+        walked = walked.with_columns(left.cum_prod().over(life).alias("_kept"))
+        added = pl.when(pl.col("_cost") != 0).then(pl.col("_cost") / pl.col("_kept")).otherwise(0.0)
+        basis = pl.col("_kept") * added.cum_sum().over(life)
     else:
-        removed, left = 0.0, quantity
-        while left > EPSILON and position.lots:
-            shares, per_share = position.lots[0]
-            take = min(shares, left)
-            removed += take * per_share
-            left -= take
-            if shares - take <= EPSILON:
-                position.lots.popleft()
-            else:
-                position.lots[0][0] = shares - take
-    position.quantity -= quantity
-    position.cost_basis -= removed
-    return removed
+        # The first x units ever sold in a life cost C(x): the lots' cumulative cost curve,
+        # linear inside each lot. Basis = all lots' cost - C(units sold so far).
+        sold = (-pl.col("_du")).clip(lower_bound=0.0).cum_sum().over(life)
+        walked = walked.with_columns(sold.alias("_sold"))
+        lots = (
+            walked.filter(_BUY)
+            .with_columns(
+                (pl.col("_du").cum_sum().over(life) - pl.col("_du")).alias("_lot_start"),
+                (pl.col("_cost").cum_sum().over(life) - pl.col("_cost")).alias("_cost_before"),
+                (pl.col("_cost") / pl.col("_du")).alias("_unit_cost"),
+            )
+            .select(life, "_lot_start", "_cost_before", "_unit_cost")
+            .sort("_lot_start")
+        )
+        walked = (
+            walked.sort("_sold")
+            .join_asof(
+                lots,
+                left_on="_sold",
+                right_on="_lot_start",
+                by=life,
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .sort("_seq")
+        )
+        consumed = pl.col("_cost_before") + (pl.col("_sold") - pl.col("_lot_start")) * pl.col(
+            "_unit_cost"
+        )
+        basis = pl.col("_cost").cum_sum().over(life) - consumed
+    walked = walked.with_columns(
+        pl.when(pl.col("_closes")).then(0.0).otherwise(basis).alias("_basis")
+    )
+    removed = pl.col("_basis").shift(1).over(life).fill_null(0.0) - pl.col("_basis")
+    return walked.with_columns(
+        pl.when(_SELL)
+        .then(pl.col("quantity") * pl.col("price") - pl.col("fees") - removed)
+        .otherwise(0.0)
+        .alias("_realized"),
+        pl.when(_CORPORATE)
+        .then(pl.col("_shares") * pl.col("price"))
+        .otherwise(0.0)
+        .alias("_dividend"),
+    )
+
+
+def _states(walked: pl.DataFrame) -> pl.DataFrame:
+    """The state at the end of each day a position changed: its last event of the day."""
+    last_of_day = (pl.col("_pos") != pl.col("_pos").shift(-1)) | (
+        pl.col("date") != pl.col("date").shift(-1)
+    )
+    return (
+        walked.select(
+            *POSITION,
+            "date",
+            # Shares to 1e-9: what a chain of unit conversions leaves beyond that is float noise.
+            pl.col("_shares").round(9).alias("quantity"),
+            pl.col("_basis").alias("cost_basis"),
+            pl.col("_realized").cum_sum().over("_pos").alias("realized_pnl"),
+            pl.col("_dividend").cum_sum().over("_pos").alias("dividends"),
+            last_of_day.fill_null(True).alias("_last"),
+        )
+        .filter("_last")
+        .drop("_last")
+    )
+
+
+def _cash(walked: pl.DataFrame, trades: pl.DataFrame) -> pl.DataFrame:
+    """Every cash movement: buys and sells at their gross value, their fees, dividends paid,
+    and the cash actions (their USD amount is `quantity`)."""
+    gross = pl.col("quantity") * pl.col("price")
+    positions = pl.concat(
+        [
+            walked.filter(_BUY).select(
+                "date", "portfolio_id", pl.lit("buys").alias("kind"), gross.alias("amount")
+            ),
+            walked.filter(_SELL).select(
+                "date", "portfolio_id", pl.lit("sells").alias("kind"), gross.alias("amount")
+            ),
+            walked.filter(~_CORPORATE).select(
+                "date", "portfolio_id", pl.lit("fees").alias("kind"), pl.col("fees").alias("amount")
+            ),
+            walked.filter(pl.col("_dividend") > 0).select(
+                "date",
+                "portfolio_id",
+                pl.lit("dividends").alias("kind"),
+                pl.col("_dividend").alias("amount"),
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    accounts = trades.filter(pl.col("action").is_in(["DEPOSIT", "WITHDRAWAL", "FEE"]))
+    kind = pl.col("action").replace_strict(
+        {"DEPOSIT": "deposits", "WITHDRAWAL": "withdrawals", "FEE": "fees"}
+    )
+    amount = pl.col("quantity").cast(pl.Float64) * pl.col("price").cast(pl.Float64).fill_null(1.0)
+    fees = pl.col("fees").cast(pl.Float64).fill_null(0.0)
+    cash = pl.concat(
+        [
+            positions,
+            accounts.select("date", "portfolio_id", kind.alias("kind"), amount.alias("amount")),
+            accounts.filter(fees != 0).select(
+                "date", "portfolio_id", pl.lit("fees").alias("kind"), fees.alias("amount")
+            ),
+        ],
+        how="vertical_relaxed",
+    )
+    return cash.select(
+        pl.col("date").cast(pl.Date),
+        pl.col("portfolio_id").cast(pl.String),
+        pl.col("kind").cast(pl.String),
+        pl.col("amount").cast(pl.Float64),
+    )
 
 
 CASH_KINDS = ("deposits", "withdrawals", "buys", "sells", "dividends", "fees")
@@ -300,17 +394,15 @@ def holdings(
         ],
         how="vertical",
     )
-    value = daily.group_by("date", "portfolio_id").agg(pl.col("market_value").sum().alias("_value"))
+    # Summed in (date, portfolio, symbol) order, so a window and its sessions one by one add
+    # the same numbers in the same order: identical weights to the last bit.
+    value = pl.col("market_value").sum().over("date", "portfolio_id")
     daily = (
-        daily.join(value, on=["date", "portfolio_id"])
+        daily.sort("date", "portfolio_id", "symbol")
         .with_columns(
-            pl.when(pl.col("_value") != 0)
-            .then(pl.col("market_value") / pl.col("_value"))
-            .otherwise(None)
-            .alias("weight")
+            pl.when(value != 0).then(pl.col("market_value") / value).otherwise(None).alias("weight")
         )
         .select(list(HOLDINGS_SCHEMA))
-        .sort("date", "portfolio_id", "symbol")
     )
     return Holdings(daily=daily, cash_flows=flows, oversold=oversold)
 
