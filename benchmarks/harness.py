@@ -27,6 +27,7 @@ WORKLOADS = (
     "postgres_partition_write_1m",
     "polygon_range_backfill_500x1y",
     "silver_fibonacci_2000",
+    "holdings_1000_portfolios",
 )
 PARTITIONS_START = "2015-01-02"
 """Early enough for the 2,000 sessions ending 2025-10-03 (the first is in 2017)."""
@@ -62,6 +63,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.polygon import range_backfill
 
         return lambda _workdir, quick: range_backfill(quick)
+    if name == "holdings_1000_portfolios":
+        from benchmarks.holdings import holdings_book
+
+        return holdings_book
     if name == "silver_fibonacci_2000":
         from benchmarks.silver import silver
 

@@ -44,6 +44,7 @@ TIMING_METADATA = (
     "compute_seconds",
     "check_seconds",
     "lake_write_seconds",
+    "warehouse_write_seconds",
 )
 
 
@@ -196,29 +197,37 @@ def materialise_universe(defs: Definitions, instance: DagsterInstance, universe:
 def run_daily_market_job(
     defs: Definitions,
     instance: DagsterInstance,
-    first: dt.date,
-    last: dt.date,
+    first: dt.date | None,
+    last: dt.date | None,
     assets: Sequence[str] = MARKET_ASSETS,
+    job_name: str | None = "daily_market_job",
+    run_config: dict[str, Any] | None = None,
 ) -> RunStats:
-    """One run of daily_market_job's `assets` (and their checks) over [first, last] (a single
-    partition when equal)."""
-    job = defs.resolve_job_def("daily_market_job").get_subset(
-        asset_selection={AssetKey(a) for a in assets}
+    """One run of `job_name`'s `assets` (and their checks) over [first, last] (a single
+    partition when equal, none when None). `job_name=None` is the implicit asset job: what
+    "Materialize" in the UI runs."""
+    whole = (
+        defs.resolve_job_def(job_name) if job_name else defs.resolve_implicit_global_asset_job_def()
     )
-    if first == last:
-        partition: dict[str, Any] = {"partition_key": first.isoformat()}
-    else:
+    job = whole.get_subset(asset_selection={AssetKey(a) for a in assets})
+    partition: dict[str, Any] = {}
+    if first is not None and last is not None and first == last:
+        partition = {"partition_key": first.isoformat()}
+    elif first is not None and last is not None:
         partition = {"tags": {RANGE_START_TAG: first.isoformat(), RANGE_END_TAG: last.isoformat()}}
     timer = EventLogTimer(instance)
     started = time.perf_counter()
     result = job.execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET, **partition
+        instance=instance,
+        raise_on_error=False,
+        run_config={**QUIET, **(run_config or {})},
+        **partition,
     )
     stats = RunStats(wall_seconds=time.perf_counter() - started)
     stats.materialisation_events, stats.materialisation_event_seconds = timer.materialisations()
     events = result.all_events
     if not result.success:
-        raise VerificationError(f"daily_market_job: {run_failure(events)}")
+        raise VerificationError(f"{job_name or ', '.join(assets)}: {run_failure(events)}")
     # Event-log entries, planned materialisations included (all_events has only the run's).
     stats.events = len(instance.all_logs(result.run_id))
     for event in events:

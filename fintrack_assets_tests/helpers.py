@@ -27,6 +27,8 @@ class RunSummary:
     """By check name (names repeat across the silver intervals: see asset_checks)."""
     asset_checks: dict[tuple[str, str], bool] = field(default_factory=dict)
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: str = ""
+    """The failed steps' error messages."""
 
 
 class Platform:
@@ -92,6 +94,11 @@ class Platform:
                 if m.partition:
                     summary.partitions[m.asset_key.to_user_string()].add(m.partition)
                     summary.metadata[m.asset_key.to_user_string()] = dict(m.metadata)
+            elif event.event_type == DagsterEventType.STEP_FAILURE:
+                error = event.event_specific_data.error  # type: ignore[union-attr]
+                while error is not None:
+                    summary.failure += error.message
+                    error = error.cause
             elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
                 summary.checks[evaluation.check_name] = evaluation.passed

@@ -115,3 +115,40 @@ def test_a_holdings_range_equals_its_sessions_one_by_one(platform):
     again = platform.warehouse_frame("holdings_daily").sort("date", "portfolio_id", "symbol")
     assert_frame_equal(again, ranged)
     assert ranged["date"].n_unique() == 10
+
+
+FIFO_BOOK = """trade_id,portfolio_id,date,symbol,action,quantity,price,fees,currency
+F1,P3,2025-03-03,,DEPOSIT,10000,1,0,USD
+F2,P3,2025-03-03,AAPL,BUY,10,200,0,USD
+F3,P3,2025-03-04,AAPL,BUY,10,220,0,USD
+F4,P3,2025-03-10,AAPL,SELL,10,230,0,USD
+"""
+
+
+def test_the_cost_method_is_run_config(platform, tmp_path):
+    LandingZone(str(tmp_path / "lake")).write("portfolio_trades", "c_fifo.csv", FIFO_BOOK.encode())
+    assert _materialise(platform, {"portfolio_trades", "portfolio_trades_rejects"}).success
+    realised = {}
+    for method in ("average", "fifo"):
+        job = platform.defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("holdings_daily")}
+        )
+        config = {**QUIET, "ops": {"holdings_daily": {"config": {"method": method}}}}
+        assert platform._run(job, {"dagster/partition": "2025-03-10"}, config).success
+        daily = platform.warehouse_frame("holdings_daily")
+        realised[method] = daily.filter(
+            (pl.col("portfolio_id") == "P3") & (pl.col("symbol") == "AAPL")
+        ).row(0, named=True)
+    # 20 shares cost 4,200; selling 10 @ 230 = 2,300. Average removes 2,100, FIFO the first
+    # lot's 2,000.
+    assert realised["average"]["realized_pnl"] == pytest.approx(200)
+    assert realised["fifo"]["realized_pnl"] == pytest.approx(300)
+    assert realised["average"]["cost_basis"] == pytest.approx(2100)
+    assert realised["fifo"]["cost_basis"] == pytest.approx(2200)
+
+    job = platform.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={AssetKey("holdings_daily")}
+    )
+    config = {**QUIET, "ops": {"holdings_daily": {"config": {"method": "lifo"}}}}
+    failed = platform._run(job, {"dagster/partition": "2025-03-10"}, config)
+    assert not failed.success and "method must be one of average, fifo" in failed.failure
