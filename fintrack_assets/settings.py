@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from fintrack_assets.core.calendar import EPOCH
 from fintrack_assets.core.universe import parse_universe_spec
@@ -46,6 +46,7 @@ class Settings:
     start_date: dt.date
     fraud_scorer: str
     fraud_api_url: str | None
+    fraud_api_token: Secret | None
     s3_storage_options: Mapping[str, str] = field(repr=False)
 
     @property
@@ -124,6 +125,7 @@ class Settings:
             start_date=_start_date(get("FINTRACK_START_DATE", "2020-01-02")),
             fraud_scorer=fraud_scorer,
             fraud_api_url=fraud_api_url,
+            fraud_api_token=Secret(token) if (token := get("FINTRACK_FRAUD_API_TOKEN")) else None,
             s3_storage_options=_s3_storage_options(env),
         )
 
@@ -207,15 +209,19 @@ def _s3_storage_options(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and metadata."""
+    """The URL as logs, metadata and errors may show it: a password, a bare `token@host` and
+    every query value (any of them may be the credential) become ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    host = parts.netloc.rpartition("@")[2]
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    elif parts.username is not None:
+        netloc = f"***@{host}"
+    query = urlencode(
+        [(key, "***") for key, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*"
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def get_settings() -> Settings:

@@ -65,6 +65,35 @@ def test_missing_folder_is_empty(zone):
     assert landing.list_files("portfolio_trades") == []
 
 
+def test_day_folders_list_alone_or_all_together_and_stream(zone):
+    landing, put, root = zone
+    put("landing/payment_transactions/date=2025-03-02/b.csv", b"id\n2\n")
+    put("landing/payment_transactions/date=2025-03-02/a.csv", b"id\n1\n")
+    put("landing/payment_transactions/date=2025-03-03/a.csv", b"id\n3\n")
+    put("landing/payment_transactions/loose.csv", b"id\n4\n")
+    put("landing/payment_transactions/date=2025-13-01/x.csv", b"no such day")
+    folder = f"{root}/landing/payment_transactions"
+
+    day = landing.list_files("payment_transactions", dt.date(2025, 3, 2))
+    assert [f.path for f in day] == [
+        f"{folder}/date=2025-03-02/a.csv",
+        f"{folder}/date=2025-03-02/b.csv",
+    ]
+    every = landing.list_files("payment_transactions", recursive=True)
+    assert [landing.day_of(f) for f in every] == [
+        dt.date(2025, 3, 2),
+        dt.date(2025, 3, 2),
+        dt.date(2025, 3, 3),
+        None,  # date=2025-13-01 is no day
+        None,  # not in a day folder
+    ]
+    with landing.open(day[1]) as stream:
+        assert stream.read(3) == b"id\n" and stream.read() == b"2\n"
+    path = landing.write("payment_transactions", "c.csv", b"id\n5\n", dt.date(2025, 3, 4))
+    assert path == f"{folder}/date=2025-03-04/c.csv"
+    assert landing.list_files("payment_transactions", dt.date(2025, 3, 4))[0].size == 5
+
+
 @pytest.mark.parametrize("dataset", ["../secrets", "Trades", "a/b", "", "1abc", "a-b", "a.csv"])
 def test_dataset_names_are_validated_before_touching_a_path(tmp_path, dataset):
     with pytest.raises(ValueError, match="invalid landing dataset"):

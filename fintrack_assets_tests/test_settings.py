@@ -71,6 +71,13 @@ def test_a_bad_postgres_url_never_echoes_its_password():
     assert redact_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
 
 
+def test_a_bad_fraud_api_url_never_echoes_a_token():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FINTRACK_FRAUD_API_URL": "ftp://tok3n@api/v1?key=s3cret&x=1"})
+    assert "tok3n" not in str(raised.value) and "s3cret" not in str(raised.value)
+    assert "ftp://***@api/v1?key=***&x=***" in str(raised.value)
+
+
 def test_s3_lake_and_endpoint():
     settings = Settings.from_env(
         {"FINTRACK_LAKE_URL": "s3://bucket/lake/", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}

@@ -15,12 +15,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 from pyarrow import fs as pafs
 
 DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 """A dataset name becomes a path segment, so it may not carry `/`, `..` or anything else."""
+DAY_FOLDER = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+"""A day's sub-folder (`date=YYYY-MM-DD`, Hive style), as payment files land."""
 
 
 @dataclass(frozen=True)
@@ -107,55 +110,84 @@ class LandingZone:
             return f"s3://{self._s3_root}/landing/{dataset}"
         return str(self._local_root / "landing" / dataset)
 
-    def list_files(self, dataset: str) -> list[LandingFile]:
-        """The dataset's `*.csv` files, sorted by path; a folder that does not exist is []."""
+    def list_files(
+        self, dataset: str, day: dt.date | None = None, recursive: bool = False
+    ) -> list[LandingFile]:
+        """The dataset's `*.csv` files, sorted by path; a folder that does not exist is [].
+        `day` lists its `date=YYYY-MM-DD/` sub-folder instead; `recursive` every file below
+        the dataset's folder (what a sensor watches)."""
         validate_dataset(dataset)
+        relative = f"landing/{dataset}" + (f"/date={day.isoformat()}" if day else "")
         if self._is_s3:
             selector = pafs.FileSelector(
-                f"{self._s3_root}/landing/{dataset}", recursive=False, allow_not_found=True
+                f"{self._s3_root}/{relative}", recursive=recursive, allow_not_found=True
             )
-            infos = self._filesystem().get_file_info(selector)
             files = [
                 LandingFile(f"s3://{info.path}", int(info.size or 0), _utc(info.mtime), None)
-                for info in infos
+                for info in self._filesystem().get_file_info(selector)
                 if info.type == pafs.FileType.File and info.base_name.endswith(".csv")
             ]
         else:
-            folder = self._local_root / "landing" / dataset
+            folder = self._local_root / relative
+            entries = (
+                (folder.rglob("*.csv") if recursive else folder.glob("*.csv"))
+                if folder.is_dir()
+                else []
+            )
             files = []
-            if folder.is_dir():
-                for entry in folder.iterdir():
-                    if entry.name.endswith(".csv") and entry.is_file():
-                        stat = entry.stat()
-                        files.append(
-                            LandingFile(
-                                str(entry),
-                                stat.st_size,
-                                dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
-                                None,
-                            )
+            for entry in entries:
+                if entry.is_file():
+                    stat = entry.stat()
+                    files.append(
+                        LandingFile(
+                            str(entry),
+                            stat.st_size,
+                            dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC),
+                            None,
                         )
+                    )
         return sorted(files, key=lambda f: f.path)
 
-    def read_csv(self, file: LandingFile) -> bytes:
-        """The file's whole content. Only files under this zone's `landing/` are read, so a
-        LandingFile built by hand cannot point elsewhere."""
+    def day_of(self, file: LandingFile) -> dt.date | None:
+        """The day of a file under a `date=YYYY-MM-DD/` folder, else None."""
+        parent = file.path.rsplit("/", 2)[-2] if file.path.count("/") >= 2 else ""
+        match = DAY_FOLDER.fullmatch(parent)
+        if not match:
+            return None
+        try:
+            return dt.date.fromisoformat(match.group(1))
+        except ValueError:
+            return None
+
+    def _check_inside(self, file: LandingFile) -> None:
+        """Only files under this zone's `landing/` are read, so a LandingFile built by hand
+        cannot point elsewhere."""
         landing = (
             f"s3://{self._s3_root}/landing/" if self._is_s3 else f"{self._local_root}/landing/"
         )
         if not file.path.startswith(landing) or ".." in file.path.split("/"):
             raise ValueError(f"{file.path!r} is not a file of the landing zone {landing!r}")
-        if self._is_s3:
-            with self._filesystem().open_input_stream(file.path.removeprefix("s3://")) as stream:
-                return bytes(stream.read())
-        return Path(file.path).read_bytes()
 
-    def write(self, dataset: str, name: str, content: bytes) -> str:
-        """Drops a file into the dataset's folder (what an upstream system or the demo does);
-        returns its path. `name` is a plain file name."""
+    def read_csv(self, file: LandingFile) -> bytes:
+        """The file's whole content."""
+        with self.open(file) as stream:
+            return bytes(stream.read())
+
+    def open(self, file: LandingFile) -> BinaryIO:
+        """A binary stream over the file, read as it is consumed (large files stay on disk or
+        in S3); close it after use (`with zone.open(f) as stream`)."""
+        self._check_inside(file)
+        if self._is_s3:
+            return self._filesystem().open_input_stream(file.path.removeprefix("s3://"))  # type: ignore[return-value]
+        return Path(file.path).open("rb")
+
+    def write(self, dataset: str, name: str, content: bytes, day: dt.date | None = None) -> str:
+        """Drops a file into the dataset's folder, or its `date=YYYY-MM-DD/` sub-folder for
+        `day` (what an upstream system or the demo does); returns its path. `name` is a plain
+        file name."""
         if "/" in name or name.startswith(".") or not name.endswith(".csv"):
             raise ValueError(f"{name!r} is not a plain .csv file name")
-        folder = self.folder(dataset)
+        folder = self.folder(dataset) + (f"/date={day.isoformat()}" if day else "")
         if self._is_s3:
             with self._filesystem().open_output_stream(
                 f"{folder.removeprefix('s3://')}/{name}"
