@@ -16,8 +16,6 @@ import argparse
 import datetime as dt
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -33,9 +31,9 @@ import httpx
 import numpy as np
 
 from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets_tests.child_server import STATS_PATH, ChildServer
 
 DATA = Path(__file__).resolve().parent / "data" / "polygon"
-STATS_PATH = "/__stub/stats"
 RESET_PATH = "/__stub/reset"
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -332,55 +330,19 @@ class StubServer:
         self.stop()
 
 
-class StubProcess:
+class StubProcess(ChildServer):
     """`StubServer` in a child process (its own GIL); counters through `/__stub/stats`."""
 
     def __init__(
         self, router: str = "synthetic", latency: float = 0.0, tickers: list[str] | None = None
     ) -> None:
-        self.args = [
-            sys.executable,
-            "-m",
-            "fintrack_assets_tests.polygon_stub",
-            "--router",
-            router,
-            "--latency",
-            str(latency),
-        ]
+        args = ["--router", router, "--latency", str(latency)]
         if tickers:
-            self.args += ["--tickers", ",".join(tickers)]
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self) -> StubProcess:
-        self.process = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # blocks until the server is listening
-        if not line.startswith("listening on "):
-            self.stop()
-            raise RuntimeError(f"the Polygon stub did not start: {line!r}")
-        self.url = line.removeprefix("listening on ").strip()
-        return self
-
-    def stats(self) -> dict[str, int]:
-        return httpx.get(self.url + STATS_PATH).json()  # type: ignore[no-any-return]
+            args += ["--tickers", ",".join(tickers)]
+        super().__init__("fintrack_assets_tests.polygon_stub", args, "Polygon stub")
 
     def reset(self) -> None:
         httpx.get(self.url + RESET_PATH).raise_for_status()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def __enter__(self) -> StubProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def _router(name: str, tickers: list[str]) -> Router:
