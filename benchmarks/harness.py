@@ -28,6 +28,7 @@ WORKLOADS = (
     "polygon_range_backfill_500x1y",
     "silver_fibonacci_2000",
     "holdings_1000_portfolios",
+    "fraud_scoring",
 )
 PARTITIONS_START = "2015-01-02"
 """Early enough for the 2,000 sessions ending 2025-10-03 (the first is in 2017)."""
@@ -63,6 +64,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.polygon import range_backfill
 
         return lambda _workdir, quick: range_backfill(quick)
+    if name == "fraud_scoring":
+        from benchmarks.fraud import fraud
+
+        return fraud
     if name == "holdings_1000_portfolios":
         from benchmarks.holdings import holdings_book
 

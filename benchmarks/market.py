@@ -45,6 +45,10 @@ TIMING_METADATA = (
     "check_seconds",
     "lake_write_seconds",
     "warehouse_write_seconds",
+    "read_seconds",
+    "history_read_seconds",
+    "feature_seconds",
+    "scoring_seconds",
 )
 
 

@@ -14,6 +14,9 @@ from tabulate import tabulate
 
 DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+PAYMENT_DAYS = 7
+"""Calendar days of synthetic payments the demo lands and scores, ending at its last session."""
+PAYMENT_ACCOUNTS = 2000
 
 
 def _dagster_home() -> Path:
@@ -83,6 +86,17 @@ def demo(days: int) -> int:
             ASSET_PARTITION_RANGE_END_TAG: month_keys[-1],
         }
         runs.append(("holdings_monthly", monthly, month_range))
+    payment_days = [last - dt.timedelta(days=i) for i in range(PAYMENT_DAYS - 1, -1, -1)]
+    runs.append(
+        (
+            "payments_job",
+            defs.resolve_job_def("payments_job"),
+            {
+                ASSET_PARTITION_RANGE_START_TAG: payment_days[0].isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: payment_days[-1].isoformat(),
+            },
+        )
+    )
     rows = []
     ok = True
     for name, job, tags in runs:
@@ -90,6 +104,10 @@ def demo(days: int) -> int:
             landed = _land_sample_trades(settings)
             if landed:
                 print(f"landed the sample trades: {landed}")
+        if name == "payments_job":
+            landed_days = _land_sample_payments(settings, payment_days)
+            if landed_days:
+                print(f"landed synthetic payments for {landed_days} day(s)")
         print(f"running {name} ...", flush=True)
         started = time.perf_counter()
         result = job.execute_in_process(
@@ -158,6 +176,24 @@ def _land_sample_trades(settings: object) -> str | None:
     return zone.write(
         "portfolio_trades", "demo_sample.csv", sample_trades(bars).write_csv().encode()
     )
+
+
+def _land_sample_payments(settings: object, days: list[dt.date]) -> int:
+    """Synthetic payments with injected fraud patterns for each day that has no files yet."""
+    from fintrack_assets.core.synthetic_payments import generate_payments
+    from fintrack_assets.definitions import build_resources
+    from fintrack_assets.resources.landing import LandingZone
+
+    lake = build_resources(settings)["lake"]  # type: ignore[arg-type]
+    zone = LandingZone(lake.lake_url, lake.storage_options)  # type: ignore[attr-defined]
+    landed = 0
+    for day in days:
+        if zone.list_files("payment_transactions", day):
+            continue
+        payments = generate_payments(day, accounts=PAYMENT_ACCOUNTS).drop("is_fraud")
+        zone.write("payment_transactions", "demo_payments.csv", payments.write_csv().encode(), day)
+        landed += 1
+    return landed
 
 
 def _key(name: str) -> object:

@@ -7,6 +7,12 @@ from typing import Any
 
 from dagster import Definitions, EnvVar
 
+from fintrack_assets.assets.fraud import (
+    fraud_predictions,
+    payment_files_sensor,
+    payment_transactions,
+    payments_job,
+)
 from fintrack_assets.assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
 from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, portfolio_trades
@@ -14,6 +20,7 @@ from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import daily_market_job
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import Settings, get_settings
 
@@ -25,6 +32,8 @@ ASSETS = [
     portfolio_trades,
     holdings_daily,
     holdings_monthly,
+    payment_transactions,
+    fraud_predictions,
 ]
 
 
@@ -49,6 +58,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
             polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
             polygon_base_url=settings.polygon_url,
         ),
+        "fraud_scorer": FraudScorer(
+            kind=settings.fraud_scorer,
+            api_url=EnvVar("FINTRACK_FRAUD_API_URL") if settings.fraud_api_url else None,
+            api_token=EnvVar("FINTRACK_FRAUD_API_TOKEN") if settings.fraud_api_token else None,
+        ),
     }
 
 
@@ -56,8 +70,9 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     """The code location; `resources` replaces named ones (another provider, say)."""
     return Definitions(
         assets=ASSETS,
-        jobs=[daily_market_job, lake_maintenance],
+        jobs=[daily_market_job, lake_maintenance, payments_job],
         schedules=[lake_maintenance_schedule],
+        sensors=[payment_files_sensor],
         resources={**build_resources(settings), **(resources or {})},
     )
 

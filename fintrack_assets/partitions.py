@@ -39,9 +39,10 @@ trading_days = _trading_days(_settings.start_date)
 """One partition per NYSE session (exchange_calendars XNYS), key YYYY-MM-DD, New York time."""
 
 calendar_days = DailyPartitionsDefinition(
-    start_date=_settings.start_date.isoformat(), timezone=TIMEZONE, end_offset=0
+    start_date=_settings.start_date.isoformat(), timezone=TIMEZONE, end_offset=1
 )
-"""Every day, for payment transactions (people pay on Sundays)."""
+"""Every day, for payment transactions (people pay on Sundays). Today is a partition too:
+files land during the day and each new file re-runs it."""
 
 months = MonthlyPartitionsDefinition(
     start_date=_settings.start_date.replace(day=1).isoformat(), timezone=TIMEZONE

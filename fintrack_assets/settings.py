@@ -212,6 +212,8 @@ def redact_url(url: str) -> str:
     """The URL as logs, metadata and errors may show it: a password, a bare `token@host` and
     every query value (any of them may be the credential) become ***."""
     parts = urlsplit(url)
+    if parts.username is None and parts.password is None and not parts.query:
+        return url  # unchanged: urlunsplit would drop the empty authority of duckdb:////x
     host = parts.netloc.rpartition("@")[2]
     netloc = parts.netloc
     if parts.password is not None:

@@ -12,17 +12,23 @@ from deltalake import DeltaTable
 
 from fintrack_assets import defs
 from fintrack_assets.cli import main
-from fintrack_assets.partitions import months, trading_days
+from fintrack_assets.partitions import calendar_days, months, trading_days
 
 BIN = Path(sys.executable).parent
 
 
-def test_every_time_partitioned_asset_shares_trading_days_and_runs_ranges_in_one_run():
+def test_every_time_partitioned_asset_shares_its_kind_and_runs_ranges_in_one_run():
     assets = [a for a in defs.assets if a.partitions_def is not None]
     keys = {k.to_user_string() for a in assets for k in a.keys}
     assert keys >= {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", "holdings_daily"}
+    payments = {"payment_transactions", "fraud_predictions"}
     for asset in assets:
-        expected = months if asset.keys == {AssetKey("holdings_monthly")} else trading_days
+        if asset.keys == {AssetKey("holdings_monthly")}:
+            expected = months
+        elif payments & {k.to_user_string() for k in asset.keys}:
+            expected = calendar_days
+        else:
+            expected = trading_days
         assert asset.partitions_def is expected
         assert asset.backfill_policy is not None
         assert asset.backfill_policy.max_partitions_per_run is None
@@ -40,6 +46,8 @@ def test_fintrack_demo_prints_its_table(tmp_path, monkeypatch, capsys):
         "silver_ohlcv_34d",
         "portfolio_trades",
         "holdings_daily",
+        "payment_transactions",
+        "fraud_predictions",
     ):
         assert f"| {asset}" in out
     assert str(tmp_path / ".fintrack" / "lake") in out

@@ -76,6 +76,7 @@ def test_a_bad_fraud_api_url_never_echoes_a_token():
         Settings.from_env({"FINTRACK_FRAUD_API_URL": "ftp://tok3n@api/v1?key=s3cret&x=1"})
     assert "tok3n" not in str(raised.value) and "s3cret" not in str(raised.value)
     assert "ftp://***@api/v1?key=***&x=***" in str(raised.value)
+    assert redact_url("duckdb:////abs/w.duckdb") == "duckdb:////abs/w.duckdb"
 
 
 def test_s3_lake_and_endpoint():

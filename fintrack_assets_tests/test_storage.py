@@ -99,6 +99,8 @@ def test_warehouse_window_replace_and_rerun(warehouse):
     window = warehouse.read("holdings", "date", D(2025, 1, 6), D(2025, 1, 7))
     assert window.select("symbol", "close").rows() == [("A", 5.0)]
     assert window.schema["date"] == pl.Date and window.schema["note"] == pl.String
+    narrow = warehouse.read("holdings", "date", D(2025, 1, 6), D(2025, 1, 7), ["close", "symbol"])
+    assert narrow.columns == ["close", "symbol"] and narrow.rows() == [(5.0, "A")]
 
 
 def test_warehouse_unpartitioned_replaces_the_table(warehouse):

@@ -116,6 +116,7 @@ class Warehouse(ABC):
         column: str | None = None,
         start: dt.date | None = None,
         end: dt.date | None = None,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame: ...
 
     @abstractmethod
@@ -206,14 +207,16 @@ class DuckDBWarehouse(Warehouse):
         column: str | None = None,
         start: dt.date | None = None,
         end: dt.date | None = None,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
         name = f"{_q(SCHEMA)}.{_q(table)}"
+        selected = ", ".join(_q(c) for c in columns) if columns else "*"
         with self._connect() as con:
             if column is None:
-                relation = con.sql(f"SELECT * FROM {name}")
+                relation = con.sql(f"SELECT {selected} FROM {name}")
             else:
                 relation = con.sql(
-                    f"SELECT * FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
+                    f"SELECT {selected} FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
                     params=[start, end],
                 )
             frame = pl.from_arrow(relation.to_arrow_table())
@@ -225,6 +228,9 @@ class DuckDBWarehouse(Warehouse):
             row = con.execute(f"SELECT count(*) FROM {_q(SCHEMA)}.{_q(table)}").fetchone()
         assert row is not None
         return int(row[0])
+
+
+READ_BATCH_ROWS = 50_000
 
 
 class PostgresWarehouse(Warehouse):
@@ -473,21 +479,29 @@ class PostgresWarehouse(Warehouse):
         column: str | None = None,
         start: dt.date | None = None,
         end: dt.date | None = None,
+        columns: list[str] | None = None,
     ) -> pl.DataFrame:
-        query = sql.SQL("SELECT * FROM {}").format(self._table(table))
+        selected = (
+            sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
+        )
+        query = sql.SQL("SELECT {} FROM {}").format(selected, self._table(table))
         params: tuple[Any, ...] = ()
         if column is not None:
             query = sql.SQL("{} WHERE {} >= %s AND {} < %s").format(
                 query, sql.Identifier(column), sql.Identifier(column)
             )
             params = (start, end)
-        with self._connect() as con, con.cursor() as cur:
+        # A server-side cursor read in batches: a million rows as Python tuples at once would
+        # cost ~1 GB, on top of libpq holding the whole result.
+        with self._connect() as con, con.cursor(name="fintrack_read") as cur:
             cur.execute(query, params)
             schema = {
                 d.name: _PG_TYPES.get(d.type_code, pl.String()) for d in cur.description or []
             }
-            rows = cur.fetchall()
-        return pl.DataFrame(rows, schema=schema, orient="row")
+            frames = [pl.DataFrame(schema=schema)]
+            while rows := cur.fetchmany(READ_BATCH_ROWS):
+                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
+        return pl.concat(frames, rechunk=True)
 
     def count(self, table: str) -> int:
         with self._connect() as con:

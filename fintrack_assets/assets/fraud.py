@@ -1,0 +1,386 @@
+"""Payments: landing files in, validated transactions and rejects, fraud predictions out."""
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from hashlib import sha256
+
+import duckdb
+import polars as pl
+import psycopg
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetIn,
+    AssetOut,
+    BackfillPolicy,
+    Config,
+    DefaultSensorStatus,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    multi_asset,
+    sensor,
+)
+
+from fintrack_assets.assets.metadata import add_partition_metadata
+from fintrack_assets.core.fraud_features import payment_features
+from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
+from fintrack_assets.core.payments import reject_counts as payment_reject_counts
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.partitions import calendar_days, window_dates
+from fintrack_assets.resources.fraud_scorers import FraudScorer
+from fintrack_assets.resources.landing import LandingFile, LandingZone
+
+PAYMENTS = "payment_transactions"
+REJECTS = "payment_transaction_rejects"
+PREDICTIONS = "fraud_predictions"
+FAILURES = "fraud_prediction_failures"
+HISTORY_COLUMNS = ["account_id", "ts", "amount", "merchant"]
+"""What the features look back on."""
+
+
+def _days(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days)]
+
+
+def _zone(lake: LakeIOManager) -> LandingZone:
+    return LandingZone(lake.lake_url, lake.storage_options)
+
+
+def _source(zone: LandingZone, file: LandingFile) -> str:
+    """The file as the rejects table names it: its key under the dataset's folder."""
+    return file.path.removeprefix(zone.folder(PAYMENTS) + "/")
+
+
+class PaymentsConfig(Config):
+    chunk_rows: int = 5000
+    """Rows parsed at a time: memory stays flat whatever the file size."""
+    max_reject_share: float = 0.01
+    """The reject-share check warns above this share of rows."""
+
+
+@multi_asset(
+    outs={
+        PAYMENTS: AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Valid payment transactions from "
+            "<lake>/landing/payment_transactions/date=YYYY-MM-DD/*.csv; `date` is the UTC day.",
+        ),
+        REJECTS: AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Payment rows refused, with file, line and reason.",
+        ),
+    },
+    partitions_def=calendar_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="fraud",
+    check_specs=[
+        AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused.")
+    ],
+)
+def payment_transactions(
+    context: AssetExecutionContext, config: PaymentsConfig, lake: ResourceParam[LakeIOManager]
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    """Streams each day's files in chunks; a bad row is a reject, a file that cannot be read
+    is one reject naming it, and the other files go on."""
+    started = time.perf_counter()
+    start, end = window_dates(context.partition_time_window)
+    zone = _zone(lake)
+    valid: list[pl.DataFrame] = []
+    rejected: list[pl.DataFrame] = []
+    files_read = 0
+    for day in _days(start, end):
+        seen: set[str] = set()
+        files = zone.list_files(PAYMENTS, day)
+        if not files:
+            context.log.info(f"{day}: no files under {zone.folder(PAYMENTS)}/date={day}/")
+        for file in files:
+            source = _source(zone, file)
+            good = bad = 0
+            try:
+                with zone.open(file) as stream:
+                    for rows, rejects in read_payments(
+                        stream, source, day, config.chunk_rows, seen
+                    ):
+                        valid.append(rows.with_columns(pl.lit(day).alias("date")))
+                        rejected.append(rejects.with_columns(pl.lit(day).alias("date")))
+                        good, bad = good + rows.height, bad + rejects.height
+            except OSError as error:
+                context.log.error(f"{source}: unreadable, skipped: {error}")
+                rejected.append(
+                    pl.DataFrame(
+                        [{"file": source, "reason": "unreadable_file", "raw": str(error)[:200]}],
+                        schema={c: REJECT_SCHEMA[c] for c in ("file", "reason", "raw")},
+                    ).with_columns(pl.lit(day).alias("date"))
+                )
+            files_read += 1
+            context.log.info(f"{source}: {good:,} valid, {bad:,} rejected")
+    payments = _concat(valid, {**PAYMENT_SCHEMA, "date": pl.Date()})
+    rejects = _concat(rejected, {**REJECT_SCHEMA, "date": pl.Date()})
+    seconds = time.perf_counter() - started
+    counts = payment_reject_counts(rejects)
+    total = payments.height + rejects.height
+    share = rejects.height / total if total else 0.0
+    context.log.info(
+        f"{files_read} file(s) over {len(_days(start, end))} day(s): {payments.height:,} "
+        f"valid, {rejects.height:,} rejected in {seconds:.2f} s"
+    )
+    add_partition_metadata(context, PAYMENTS, payments, "date")
+    add_partition_metadata(context, REJECTS, rejects, "date")
+    yield Output(
+        payments,
+        output_name=PAYMENTS,
+        metadata={
+            "files": files_read,
+            "rows_in_run": payments.height,
+            "rejected_rows": rejects.height,
+            "read_seconds": round(seconds, 3),
+            "rows_per_second": round(total / seconds) if seconds else 0,
+        },
+    )
+    yield Output(
+        rejects,
+        output_name=REJECTS,
+        metadata={"rows_in_run": rejects.height, **{f"reason/{r}": n for r, n in counts.items()}},
+    )
+    yield AssetCheckResult(
+        check_name="reject_share",
+        asset_key=PAYMENTS,
+        passed=share <= config.max_reject_share,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "reject_share": round(share, 6),
+            "rows": total,
+            **{f"reason/{r}": n for r, n in counts.items()},
+        },
+    )
+
+
+def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """One frame of `schema` from chunks that may lack columns (an unreadable file's reject
+    has no line)."""
+    frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    return frame.select(
+        (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
+        for c, t in schema.items()
+    )
+
+
+class FraudConfig(Config):
+    history_days: int = 30
+    """Days of earlier transactions the features look back over (z-score, velocity, first
+    time at a merchant)."""
+
+
+@multi_asset(
+    outs={
+        PREDICTIONS: AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Per transaction: fraud_score in [0, 1], is_fraud, model_version, "
+            "reasons, scored_at. A re-run replaces its days: an upsert by transaction_id, "
+            "since a transaction's day is its timestamp's.",
+        ),
+        FAILURES: AssetOut(
+            io_manager_key="warehouse",
+            kinds={"polars", "duckdb"},
+            description="Transactions whose scoring batch failed after its retries, with the "
+            "batch, error and attempts: scored again by the next run of their day.",
+        ),
+    },
+    ins={PAYMENTS: AssetIn(), REJECTS: AssetIn()},
+    partitions_def=calendar_days,
+    backfill_policy=BackfillPolicy.single_run(),
+    group_name="fraud",
+    check_specs=[
+        AssetCheckSpec(
+            "no_failed_batches",
+            asset=PREDICTIONS,
+            description="Every transaction of the run was scored.",
+        )
+    ],
+)
+def fraud_predictions(
+    context: AssetExecutionContext,
+    config: FraudConfig,
+    payment_transactions: pl.DataFrame,
+    payment_transaction_rejects: pl.DataFrame,
+    fraud_scorer: FraudScorer,
+    warehouse: ResourceParam[WarehouseIOManager],
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    """Features from each account's earlier transactions only, then the configured scorer;
+    batches that fail after their retries are listed, and the rest of the run completes."""
+    started = time.perf_counter()
+    start, _ = window_dates(context.partition_time_window)
+    history = _history(warehouse, start - dt.timedelta(days=config.history_days), start)
+    history_read = time.perf_counter()
+    features = payment_features(payment_transactions, history, config.history_days)
+    featured = time.perf_counter()
+    result = fraud_scorer.score(features, context.log)
+    scored = time.perf_counter()
+    days = payment_transactions.select("transaction_id", "date")
+    now = dt.datetime.now(dt.UTC)
+    predictions = (
+        result.predictions.join(days, on="transaction_id", how="left")
+        .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("scored_at"))
+        .select(
+            "transaction_id",
+            "date",
+            "fraud_score",
+            "is_fraud",
+            "model_version",
+            "reasons",
+            "scored_at",
+        )
+    )
+    failures = result.failed_ids.join(days, on="transaction_id", how="left").select(
+        "transaction_id", "date", "batch", "error", "attempts"
+    )
+    seconds = time.perf_counter() - started
+    processed = payment_transactions.height
+    flagged = int(predictions["is_fraud"].sum() or 0)
+    context.log.info(
+        f"{processed:,} transactions: {flagged:,} flagged, {failures.height:,} not scored "
+        f"({result.stats.failed_batches} failed batches); history {history.height:,} rows "
+        f"read in {history_read - started:.2f} s, features {featured - history_read:.2f} s, "
+        f"scoring {scored - featured:.2f} s"
+    )
+    add_partition_metadata(context, PREDICTIONS, predictions, "date")
+    add_partition_metadata(context, FAILURES, failures, "date")
+    yield Output(
+        predictions,
+        output_name=PREDICTIONS,
+        metadata={
+            "processed": processed,
+            "invalid": payment_transaction_rejects.height,
+            "failed": failures.height,
+            "flagged": flagged,
+            "fraud_rate": round(flagged / predictions.height, 6) if predictions.height else 0.0,
+            "rows_per_second": round(processed / seconds) if seconds else 0,
+            "seconds": round(seconds, 3),
+            "history_read_seconds": round(history_read - started, 3),
+            "feature_seconds": round(featured - history_read, 3),
+            "scoring_seconds": round(scored - featured, 3),
+            "history_rows": history.height,
+            "scorer": fraud_scorer.kind,
+            "model_version": MetadataValue.text(
+                ", ".join(sorted(predictions["model_version"].unique().drop_nulls().to_list()))
+            ),
+        },
+    )
+    yield Output(failures, output_name=FAILURES, metadata={"rows_in_run": failures.height})
+    errors = (
+        failures.group_by("error").len().sort("len", descending=True).head(5)
+        if not failures.is_empty()
+        else failures.select("error")
+    )
+    yield AssetCheckResult(
+        check_name="no_failed_batches",
+        asset_key=PREDICTIONS,
+        passed=failures.is_empty(),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "failed_batches": result.stats.failed_batches,
+            "failed_transactions": failures.height,
+            "errors": MetadataValue.md(
+                "\n".join(f"- {row[0]} ({row[1]})" for row in errors.iter_rows())
+                if not failures.is_empty()
+                else "none"
+            ),
+        },
+    )
+
+
+def _history(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Stored transactions of [start, end): what the run's first day looks back on. Later days
+    of a range also look back on the range's own earlier days, passed with them."""
+    try:
+        return warehouse.warehouse.read(PAYMENTS, "date", start, end, HISTORY_COLUMNS)
+    except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
+        return pl.DataFrame(schema={c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS})
+
+
+payments_job = define_asset_job(
+    "payments_job",
+    selection=[PAYMENTS, REJECTS, PREDICTIONS, FAILURES],
+    description="The day's payment files -> transactions and rejects -> fraud predictions.",
+)
+
+
+def _cursor(raw: str | None) -> tuple[str, set[str]]:
+    if not raw:
+        return "", set()
+    state = json.loads(raw)
+    return state["mtime"], set(state["keys"])
+
+
+@sensor(
+    job=payments_job,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Requests a day's payments_job run when files land or change under "
+    "<lake>/landing/payment_transactions/date=YYYY-MM-DD/.",
+)
+def payment_files_sensor(
+    context: SensorEvaluationContext, lake: ResourceParam[LakeIOManager]
+) -> SensorResult | SkipReason:
+    """The cursor is the newest modification time seen and the keys that carry it, so files
+    are listed once, in (mtime, key) order. A run key is built from the new files' keys and
+    versions (ETag where the store gives one, else mtime and size): a file never triggers
+    twice, a file uploaded again with new content does."""
+    zone = _zone(lake)
+    newest, keys_at_newest = _cursor(context.cursor)
+    files = [
+        f
+        for f in zone.list_files(PAYMENTS, recursive=True)
+        if f.mtime.isoformat() > newest
+        or (f.mtime.isoformat() == newest and f.path not in keys_at_newest)
+    ]
+    if not files:
+        return SkipReason("no new or changed payment files")
+    by_day: dict[dt.date, list[LandingFile]] = {}
+    for file in files:
+        day = zone.day_of(file)
+        if day is None:
+            context.log.warning(
+                f"{file.path}: not under a date=YYYY-MM-DD/ folder, so no day to run; ignored"
+            )
+            continue
+        by_day.setdefault(day, []).append(file)
+    existing = set(calendar_days.get_partition_keys())
+    requests = []
+    for day, day_files in sorted(by_day.items()):
+        key = day.isoformat()
+        if key not in existing:
+            context.log.warning(f"{key}: files landed for a day outside calendar_days; ignored")
+            continue
+        versions = "\n".join(
+            f"{f.path}|{f.etag or f.mtime.isoformat()}|{f.size}"
+            for f in sorted(day_files, key=lambda f: f.path)
+        )
+        requests.append(
+            RunRequest(
+                run_key=f"{key}:{sha256(versions.encode()).hexdigest()[:16]}",
+                partition_key=key,
+                tags={"fintrack/files": str(len(day_files))},
+            )
+        )
+    latest = max(f.mtime.isoformat() for f in files)
+    keys = {f.path for f in files if f.mtime.isoformat() == latest}
+    if latest == newest:
+        keys |= keys_at_newest
+    return SensorResult(
+        run_requests=requests, cursor=json.dumps({"mtime": latest, "keys": sorted(keys)})
+    )
