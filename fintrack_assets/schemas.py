@@ -109,3 +109,28 @@ class PortfolioTrade(pa.DataFrameModel):
         return data.lazyframe.select(
             pl.col("action").is_in(["BUY", "SELL"]) | (pl.col("price") == 1.0)
         )
+
+
+class PaymentTransaction(pa.DataFrameModel):
+    """`payment_transactions`: one valid payment per `transaction_id`, on its UTC day."""
+
+    transaction_id: str = pa.Field(unique=True, str_length={"min_value": 1})
+    account_id: str = pa.Field(str_length={"min_value": 1})
+    ts: pl.Datetime(time_unit="us", time_zone="UTC")  # type: ignore[valid-type]
+    amount: float = pa.Field(gt=0)
+    currency: str = pa.Field(isin=["USD"])
+    merchant: str = pa.Field(nullable=True)
+    category: str = pa.Field(nullable=True)
+    lat: float = pa.Field(nullable=True, ge=-90, le=90)
+    lon: float = pa.Field(nullable=True, ge=-180, le=180)
+    merch_lat: float = pa.Field(nullable=True, ge=-90, le=90)
+    merch_lon: float = pa.Field(nullable=True, ge=-180, le=180)
+    date: pl.Date
+
+    class Config:
+        strict = True
+
+    @pa.dataframe_check
+    def on_its_day(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A payment's partition is its timestamp's UTC date."""
+        return data.lazyframe.select(pl.col("ts").dt.date() == pl.col("date"))

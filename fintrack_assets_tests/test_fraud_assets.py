@@ -165,6 +165,7 @@ def test_files_to_scored_transactions_with_hand_worked_features(platform, stub):
     bad4 = rejects.filter(pl.col("transaction_id") == "bad4").row(0, named=True)
     assert (bad4["file"], bad4["line"]) == ("date=2025-03-02/a.csv", 10)
     assert run.asset_checks[("payment_transactions", "reject_share")] is False  # 8 of 14
+    assert run.asset_checks[("payment_transactions", "contract")] is True
 
     predictions = platform.warehouse_frame("fraud_predictions").sort("transaction_id")
     assert predictions["transaction_id"].to_list() == VALID
@@ -300,3 +301,39 @@ def test_the_job_selects_the_four_payment_assets(tmp_path, monkeypatch):
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == JOB_ASSETS
     assert platform.defs.resolve_sensor_def("payment_files_sensor").job_name == "payments_job"
     assert AssetKey("fraud_predictions") in platform.defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_the_payment_contract_refuses_what_the_reader_never_passes():
+    from fintrack_assets.schemas import PaymentTransaction, contract_failures
+
+    row = {
+        "transaction_id": "t1",
+        "account_id": "A",
+        "ts": dt.datetime(2025, 3, 2, 10, tzinfo=dt.UTC),
+        "amount": 20.0,
+        "currency": "USD",
+        "merchant": "shop1",
+        "category": "grocery",
+        "lat": 40.0,
+        "lon": -74.0,
+        "merch_lat": None,
+        "merch_lon": None,
+        "date": DAY,
+    }
+    schema = {
+        **{c: pl.String for c in ("transaction_id", "account_id", "currency", "merchant")},
+        "category": pl.String,
+        "ts": pl.Datetime("us", "UTC"),
+        **{c: pl.Float64 for c in ("amount", "lat", "lon", "merch_lat", "merch_lon")},
+        "date": pl.Date,
+    }
+    good = pl.DataFrame([row], schema=schema)
+    assert contract_failures(PaymentTransaction, good) is None
+    for bad in ({"amount": -1.0}, {"currency": "EUR"}, {"date": NEXT}, {"lat": 91.0}):
+        assert (
+            contract_failures(
+                PaymentTransaction, good.with_columns(**{k: pl.lit(v) for k, v in bad.items()})
+            )
+            is not None
+        ), bad
+    assert contract_failures(PaymentTransaction, pl.concat([good, good])) is not None

@@ -31,7 +31,7 @@ from dagster import (
     sensor,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata
+from fintrack_assets.assets.metadata import add_partition_metadata, contract_check
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
@@ -40,6 +40,7 @@ from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import calendar_days, window_dates
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.landing import LandingFile, LandingZone
+from fintrack_assets.schemas import PaymentTransaction
 
 PAYMENTS = "payment_transactions"
 REJECTS = "payment_transaction_rejects"
@@ -87,7 +88,8 @@ class PaymentsConfig(Config):
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
     check_specs=[
-        AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused.")
+        AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
+        AssetCheckSpec("contract", asset=PAYMENTS, description="schemas.PaymentTransaction holds."),
     ],
 )
 def payment_transactions(
@@ -166,6 +168,7 @@ def payment_transactions(
             **{f"reason/{r}": n for r, n in counts.items()},
         },
     )
+    yield contract_check(PaymentTransaction, payments, PAYMENTS)
 
 
 def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
