@@ -14,6 +14,14 @@ from tabulate import tabulate
 
 DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+RISK_ASSET_KEYS = (
+    "portfolio_returns",
+    "portfolio_risk",
+    "portfolio_factor_exposures",
+    "sector_exposure",
+    "holding_correlations",
+    "portfolio_stress_tests",
+)
 PAYMENT_DAYS = 7
 """Calendar days of synthetic payments the demo lands and scores, ending at its last session."""
 PAYMENT_ACCOUNTS = 2000
@@ -76,6 +84,11 @@ def demo(days: int) -> int:
         (
             "holdings_daily",
             assets_job.get_subset(asset_selection={_key("holdings_daily")}),
+            session_range,
+        ),
+        (
+            "risk",
+            assets_job.get_subset(asset_selection={_key(name) for name in RISK_ASSET_KEYS}),
             session_range,
         ),
     ]

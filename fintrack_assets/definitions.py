@@ -16,6 +16,7 @@ from fintrack_assets.assets.fraud import (
 from fintrack_assets.assets.maintenance import lake_maintenance, lake_maintenance_schedule
 from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
 from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, portfolio_trades
+from fintrack_assets.assets.risk import RISK_ASSETS
 from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import daily_market_job
 from fintrack_assets.io_managers.lake import LakeIOManager
@@ -34,6 +35,7 @@ ASSETS = [
     holdings_monthly,
     payment_transactions,
     fraud_predictions,
+    *RISK_ASSETS,
 ]
 
 

@@ -46,6 +46,8 @@ def test_fintrack_demo_prints_its_table(tmp_path, monkeypatch, capsys):
         "silver_ohlcv_34d",
         "portfolio_trades",
         "holdings_daily",
+        "portfolio_risk",
+        "portfolio_stress_tests",
         "payment_transactions",
         "fraud_predictions",
     ):

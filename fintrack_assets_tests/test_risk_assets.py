@@ -1,0 +1,176 @@
+"""Risk assets through Dagster, on the sample universe (SPY, TLT and the sector SPDRs
+included): values checked against numpy references computed here from the stored inputs."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import AssetKey
+
+from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.resources.landing import LandingZone
+from fintrack_assets_tests.helpers import QUIET, Platform
+
+FIRST, LAST = dt.date(2025, 1, 2), dt.date(2025, 4, 30)
+DEPOSIT_DAY = dt.date(2025, 3, 3)
+RISK = [
+    "portfolio_returns",
+    "portfolio_risk",
+    "portfolio_factor_exposures",
+    "sector_exposure",
+    "holding_correlations",
+    "portfolio_stress_tests",
+]
+HEADER = "trade_id,portfolio_id,date,symbol,action,quantity,price,fees,currency"
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def platform(request, tmp_path, monkeypatch) -> Platform:
+    warehouse = (
+        f"duckdb:///{tmp_path}/warehouse.duckdb"
+        if request.param == "duckdb"
+        else request.getfixturevalue("postgres_url")
+    )
+    platform = Platform(
+        {
+            "FINTRACK_UNIVERSE": "sample",
+            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
+            "FINTRACK_WAREHOUSE_URL": warehouse,
+        },
+        monkeypatch,
+    )
+    assert platform.universe().success
+    assert platform.market(FIRST.isoformat(), LAST.isoformat()).success
+    close = dict(
+        platform.lake_frame("bronze_ohlcv")
+        .filter(pl.col("date") == FIRST)
+        .select("symbol", "close")
+        .iter_rows()
+    )
+    day = FIRST.isoformat()
+    book = "\n".join(
+        [
+            HEADER,
+            f"d1,P1,{day},,DEPOSIT,100000,1,0,USD",
+            f"b1,P1,{day},AAPL,BUY,100,{close['AAPL']},0,USD",
+            f"b2,P1,{day},XOM,BUY,200,{close['XOM']},0,USD",
+            f"d2,P1,{DEPOSIT_DAY},,DEPOSIT,1000000,1,0,USD",
+            f"d3,P2,{day},,DEPOSIT,50000,1,0,USD",
+            f"b3,P2,{day},JPM,BUY,100,{close['JPM']},0,USD",
+        ]
+    )
+    LandingZone(str(tmp_path / "lake")).write("portfolio_trades", "book.csv", book.encode())
+    assert _run(platform, ["portfolio_trades", "portfolio_trades_rejects"]).success
+    assert _run(platform, ["holdings_daily"], FIRST, LAST).success
+    return platform
+
+
+def _run(platform: Platform, assets: list[str], first=None, last=None):
+    job = platform.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection={AssetKey(a) for a in assets}
+    )
+    tags = (
+        {
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+        }
+        if first
+        else {}
+    )
+    return platform._run(job, tags, QUIET)
+
+
+def _series(frame: pl.DataFrame, portfolio: str, column: str) -> np.ndarray:
+    return (
+        frame.filter(pl.col("portfolio_id") == portfolio).sort("date")[column].to_numpy()
+    ).astype(float)
+
+
+def _symbol_returns(platform: Platform, symbol: str) -> pl.DataFrame:
+    bars = platform.lake_frame("bronze_ohlcv").filter(pl.col("symbol") == symbol).sort("date")
+    value = (bars["close"] + bars["dividend"]) * bars["split_ratio"]
+    returns = value / bars["close"].shift(1) - 1
+    return pl.DataFrame({"date": bars["date"], symbol: returns})
+
+
+def test_risk_from_holdings_against_numpy_references(platform):
+    run = _run(platform, RISK, FIRST, LAST)
+    assert run.success, run.failure
+    sessions = sessions_between(FIRST, LAST + dt.timedelta(days=1))
+    assert all(run.partitions[a] == {d.isoformat() for d in sessions} for a in RISK)
+
+    returns = platform.warehouse_frame("portfolio_returns").sort("date")
+    holdings = platform.warehouse_frame("holdings_daily")
+    value = holdings.group_by("date", "portfolio_id").agg(pl.col("market_value").sum())
+    p1_value = _series(value, "P1", "market_value")
+    flow = np.array([1_000_000.0 if d == DEPOSIT_DAY else 0.0 for d in sessions])
+    expected = p1_value[1:] / (p1_value[:-1] + flow[1:]) - 1
+    got = _series(returns, "P1", "daily_return")
+    assert np.isnan(got[0]) and got[1:] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    # A $1M deposit into a ~$100k portfolio shows no jump: the day moves like its positions.
+    on_deposit = returns.filter(
+        (pl.col("portfolio_id") == "P1") & (pl.col("date") == DEPOSIT_DAY)
+    ).row(0, named=True)
+    assert abs(on_deposit["daily_return"]) < 0.1 and on_deposit["net_flow"] == 1_000_000
+    spy = _symbol_returns(platform, "SPY")
+    joined = returns.filter(pl.col("portfolio_id") == "P1").join(spy, on="date")
+    assert joined["benchmark_return"][1:].to_list() == pytest.approx(joined["SPY"][1:].to_list())
+
+    risk = platform.warehouse_frame("portfolio_risk")
+    last = risk.filter((pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST)).row(
+        0, named=True
+    )
+    r = got[1:]
+    b = joined["SPY"][1:].to_numpy()
+    assert last["volatility_21d"] == pytest.approx(np.std(r[-21:], ddof=1) * np.sqrt(252))
+    assert last["volatility_63d"] == pytest.approx(np.std(r[-63:], ddof=1) * np.sqrt(252))
+    assert last["volatility_252d"] == pytest.approx(np.std(r, ddof=1) * np.sqrt(252))  # < 252
+    assert last["beta_90d"] == pytest.approx(np.cov(r, b)[0, 1] / np.var(b, ddof=1))
+    assert last["var_95_1d"] == pytest.approx(np.percentile(r, 5))
+    assert last["var_95_1d_usd"] == pytest.approx(np.percentile(r, 5) * p1_value[-1])
+    growth = np.cumprod(1 + r)
+    peak = np.maximum.accumulate(np.concatenate([[1.0], growth]))[1:]
+    assert last["max_drawdown_252d"] == pytest.approx(min(0.0, (growth / peak - 1).min()))
+    early = risk.filter((pl.col("portfolio_id") == "P1") & (pl.col("date") == sessions[10]))
+    assert early["volatility_21d"][0] is None  # 10 returns: fewer than 20
+    assert "P1" in run.metadata["portfolio_risk"]["summary"].value
+    assert "data:image/png;base64," in run.metadata["portfolio_risk"]["chart"].value
+
+    exposures = platform.warehouse_frame("portfolio_factor_exposures")
+    market = exposures.filter(
+        (pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST) & (pl.col("factor") == "market")
+    ).row(0, named=True)
+    assert market["beta"] == pytest.approx(last["beta_90d"])
+    assert {"market", "rates", "XLK", "XLE"} <= set(exposures["factor"])
+
+    sectors = platform.warehouse_frame("sector_exposure")
+    totals = sectors.group_by("date", "portfolio_id").agg(pl.col("weight").sum())
+    assert totals["weight"].to_list() == pytest.approx([1.0] * totals.height)
+    p2 = sectors.filter((pl.col("portfolio_id") == "P2") & (pl.col("date") == LAST))
+    assert set(p2["sector"]) == {"Financials", "Cash"}
+
+    pairs = platform.warehouse_frame("holding_correlations").filter(
+        (pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST)
+    )
+    assert pairs.select("symbol_a", "symbol_b").rows() == [("AAPL", "XOM")]
+    both = _symbol_returns(platform, "AAPL").join(_symbol_returns(platform, "XOM"), on="date")
+    tail = both.filter(pl.col("date") <= LAST).tail(63)
+    assert pairs["correlation"][0] == pytest.approx(np.corrcoef(tail["AAPL"], tail["XOM"])[0, 1])
+
+    stress = platform.warehouse_frame("portfolio_stress_tests").filter(
+        (pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST)
+    )
+    crash = stress.filter(pl.col("scenario") == "equity_-20%").row(0, named=True)
+    assert crash["pnl_pct"] == pytest.approx(-0.2 * market["beta"])
+    assert crash["pnl_usd"] == pytest.approx(crash["pnl_pct"] * p1_value[-1])
+
+
+def test_a_session_alone_equals_the_range(platform):
+    assert _run(platform, RISK, FIRST, LAST).success
+    ranged = {a: platform.warehouse_frame(a).filter(pl.col("date") == LAST) for a in RISK}
+    assert _run(platform, RISK, LAST, LAST).success
+    for asset_key in RISK:
+        again = platform.warehouse_frame(asset_key).filter(pl.col("date") == LAST)
+        keys = [c for c in again.columns if again.schema[c] in (pl.String, pl.Date)]
+        assert again.sort(keys).equals(ranged[asset_key].sort(keys)), asset_key
