@@ -234,7 +234,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
     top.set_ylabel("cumulative return %")
     bottom.set_ylabel("drawdown %")
     top.legend(loc="upper left", fontsize="small")
-    top.set_title(f"last {TAIL_WINDOW} sessions to {end}")
+    top.set_title(f"{window['date'].n_unique()} sessions to {end} (at most {TAIL_WINDOW})")
     figure.autofmt_xdate()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
