@@ -28,6 +28,7 @@ WORKLOADS = (
     "polygon_range_backfill_500x1y",
     "silver_fibonacci_2000",
     "holdings_1000_portfolios",
+    "risk_1000_portfolios",
     "fraud_scoring",
 )
 PARTITIONS_START = "2015-01-02"
@@ -72,6 +73,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.holdings import holdings_book
 
         return holdings_book
+    if name == "risk_1000_portfolios":
+        from benchmarks.risk import risk
+
+        return risk
     if name == "silver_fibonacci_2000":
         from benchmarks.silver import silver
 

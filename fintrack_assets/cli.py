@@ -14,14 +14,6 @@ from tabulate import tabulate
 
 DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-RISK_ASSET_KEYS = (
-    "portfolio_returns",
-    "portfolio_risk",
-    "portfolio_factor_exposures",
-    "sector_exposure",
-    "holding_correlations",
-    "portfolio_stress_tests",
-)
 PAYMENT_DAYS = 7
 """Calendar days of synthetic payments the demo lands and scores, ending at its last session."""
 PAYMENT_ACCOUNTS = 2000
@@ -48,6 +40,7 @@ def demo(days: int) -> int:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
+    from fintrack_assets.assets.risk import RISK_ASSET_KEYS
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
     from fintrack_assets.partitions import latest_closed_session, months

@@ -8,20 +8,14 @@ import polars as pl
 import pytest
 from dagster import AssetKey
 
+from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
 
 FIRST, LAST = dt.date(2025, 1, 2), dt.date(2025, 4, 30)
 DEPOSIT_DAY = dt.date(2025, 3, 3)
-RISK = [
-    "portfolio_returns",
-    "portfolio_risk",
-    "portfolio_factor_exposures",
-    "sector_exposure",
-    "holding_correlations",
-    "portfolio_stress_tests",
-]
+RISK = list(RISK_ASSET_KEYS)
 HEADER = "trade_id,portfolio_id,date,symbol,action,quantity,price,fees,currency"
 
 

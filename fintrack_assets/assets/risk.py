@@ -355,9 +355,10 @@ def portfolio_stress_tests(
     sectors = read("sector_exposure", "date", start, end)
     values = read("portfolio_returns", "date", start, end)
     holdings = _holdings(warehouse, start, end)
+    replayed = [*holdings["symbol"].unique().to_list(), BENCHMARK]
     history = pl.concat(
         [
-            _returns_of(lake, first, last + dt.timedelta(days=1))
+            _returns_of(lake, first, last + dt.timedelta(days=1), replayed)
             for first, last in HISTORICAL_SCENARIOS.values()
         ]
     )
@@ -381,3 +382,5 @@ RISK_ASSETS = [
     holding_correlations_daily,
     portfolio_stress_tests,
 ]
+RISK_ASSET_KEYS = tuple(key.to_user_string() for a in RISK_ASSETS for key in a.keys)
+"""The six risk assets' keys, in dependency order."""
