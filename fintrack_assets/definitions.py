@@ -18,7 +18,12 @@ from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_b
 from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, portfolio_trades
 from fintrack_assets.assets.risk import RISK_ASSETS
 from fintrack_assets.assets.silver import silver_ohlcv
-from fintrack_assets.automation import daily_market_job
+from fintrack_assets.automation import (
+    daily_market_job,
+    daily_market_schedule,
+    holdings_monthly_job,
+    holdings_monthly_schedule,
+)
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.fraud_scorers import FraudScorer
@@ -72,8 +77,8 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     """The code location; `resources` replaces named ones (another provider, say)."""
     return Definitions(
         assets=ASSETS,
-        jobs=[daily_market_job, lake_maintenance, payments_job],
-        schedules=[lake_maintenance_schedule],
+        jobs=[daily_market_job, lake_maintenance, payments_job, holdings_monthly_job],
+        schedules=[daily_market_schedule, lake_maintenance_schedule, holdings_monthly_schedule],
         sensors=[payment_files_sensor],
         resources={**build_resources(settings), **(resources or {})},
     )
