@@ -5,17 +5,27 @@ from zoneinfo import ZoneInfo
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
+    DefaultSensorStatus,
+    RunFailureSensorContext,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
     build_schedule_from_partitioned_job,
     define_asset_job,
+    run_failure_sensor,
     schedule,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG as RANGE_END_TAG,
+)
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG,
 )
 
 from fintrack_assets.assets.silver import silver_key
 from fintrack_assets.core.calendar import TIMEZONE, is_session
 from fintrack_assets.core.silver import INTERVALS
+from fintrack_assets.resources.alerts import AlertWebhook
 
 MARKET_ASSETS = AssetSelection.assets(
     "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *(silver_key(n) for n in INTERVALS)
@@ -61,3 +71,26 @@ holdings_monthly_schedule = build_schedule_from_partitioned_job(
     description="holdings_monthly at 06:00 New York on the 1st, for the month that ended "
     "(after its last session's holdings).",
 )
+
+
+@run_failure_sensor(
+    name="run_failure_alert",
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Logs every failed run and, when FINTRACK_ALERT_WEBHOOK_URL is set, POSTs it "
+    "there with retries.",
+)
+def run_failure_alert(context: RunFailureSensorContext, alert_webhook: AlertWebhook) -> None:
+    run = context.dagster_run
+    message = context.failure_event.message or "the run failed"
+    payload: dict[str, object] = {
+        "text": f"fintrack: run {run.run_id} of {run.job_name} failed",
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "partition": run.tags.get("dagster/partition")
+        or " .. ".join(
+            t for t in (run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)) if t
+        ),
+        "error": message[:1000],
+    }
+    context.log.error(f"ALERT: {payload['text']}: {payload['error']}")
+    alert_webhook.send(payload, context.log)

@@ -23,9 +23,11 @@ from fintrack_assets.automation import (
     daily_market_schedule,
     holdings_monthly_job,
     holdings_monthly_schedule,
+    run_failure_alert,
 )
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.resources.alerts import AlertWebhook
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import Settings, get_settings
@@ -65,6 +67,9 @@ def build_resources(settings: Settings) -> dict[str, object]:
             polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
             polygon_base_url=settings.polygon_url,
         ),
+        "alert_webhook": AlertWebhook(
+            url=EnvVar("FINTRACK_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None
+        ),
         "fraud_scorer": FraudScorer(
             kind=settings.fraud_scorer,
             api_url=EnvVar("FINTRACK_FRAUD_API_URL") if settings.fraud_api_url else None,
@@ -79,7 +84,7 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
         assets=ASSETS,
         jobs=[daily_market_job, lake_maintenance, payments_job, holdings_monthly_job],
         schedules=[daily_market_schedule, lake_maintenance_schedule, holdings_monthly_schedule],
-        sensors=[payment_files_sensor],
+        sensors=[payment_files_sensor, run_failure_alert],
         resources={**build_resources(settings), **(resources or {})},
     )
 

@@ -47,6 +47,7 @@ class Settings:
     fraud_scorer: str
     fraud_api_url: str | None
     fraud_api_token: Secret | None
+    alert_webhook_url: str | None
     s3_storage_options: Mapping[str, str] = field(repr=False)
 
     @property
@@ -126,6 +127,9 @@ class Settings:
             fraud_scorer=fraud_scorer,
             fraud_api_url=fraud_api_url,
             fraud_api_token=Secret(token) if (token := get("FINTRACK_FRAUD_API_TOKEN")) else None,
+            alert_webhook_url=_http_url(
+                get("FINTRACK_ALERT_WEBHOOK_URL"), "FINTRACK_ALERT_WEBHOOK_URL"
+            ),
             s3_storage_options=_s3_storage_options(env),
         )
 
@@ -206,6 +210,12 @@ def _s3_storage_options(env: Mapping[str, str]) -> dict[str, str]:
     if endpoint.startswith("http://"):
         options["AWS_ALLOW_HTTP"] = "true"
     return options
+
+
+def _http_url(value: str | None, name: str) -> str | None:
+    if value is not None and urlsplit(value).scheme not in ("http", "https"):
+        raise SettingsError(f"{name} must be an http:// or https:// URL, got {redact_url(value)!r}")
+    return value
 
 
 def redact_url(url: str) -> str:
