@@ -237,3 +237,61 @@ def test_partition_names_fit_postgres_and_stay_distinct():
     assert len(names) == 2
     assert all(len(n.encode()) <= 63 and n.endswith("__20250102") for n in names)
     assert partition_name("holdings_daily", D(2025, 1, 2)) == "holdings_daily__20250102"
+
+
+LOCK_HOLDER = """
+import sys, duckdb
+con = duckdb.connect(sys.argv[1])
+print("locked", flush=True)
+sys.stdin.readline()
+con.close()
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_duckdb_waits_for_another_process_to_release_the_file(tmp_path, monkeypatch):
+    """The UI runs steps in parallel processes; DuckDB allows one process per file."""
+    import subprocess
+    import sys
+    import threading
+
+    import duckdb
+
+    from fintrack_assets.io_managers import warehouse as module
+    from fintrack_assets.io_managers.warehouse import DuckDBWarehouse
+
+    refused = threading.Event()
+    real_connect = duckdb.connect
+
+    def connect(*args, **kwargs):
+        try:
+            return real_connect(*args, **kwargs)
+        except duckdb.IOException:
+            refused.set()
+            raise
+
+    monkeypatch.setattr(module.duckdb, "connect", connect)
+
+    path = str(tmp_path / "w.duckdb")
+    warehouse = DuckDBWarehouse(path)
+    warehouse.replace_table("t", pl.DataFrame({"x": [1, 2]}))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, path],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    result: list[pl.DataFrame] = []
+    reader = threading.Thread(target=lambda: result.append(warehouse.read("t")))
+    reader.start()
+    assert refused.wait(timeout=30)  # the read found the file locked, and waits
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    assert holder.stdout.readline().strip() == "released"
+    reader.join(timeout=60)
+    holder.stdin.write("\n")
+    holder.stdin.flush()
+    holder.wait(timeout=10)
+    assert result and result[0]["x"].to_list() == [1, 2]

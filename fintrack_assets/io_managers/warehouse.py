@@ -28,6 +28,7 @@ import polars as pl
 import psycopg
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from psycopg import sql
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
 from fintrack_assets.io_managers.context import partition_column
@@ -131,6 +132,27 @@ def _q(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+LOCK_WAIT_SECONDS = 300.0
+"""How long a step waits for another process's DuckDB connection to close."""
+
+
+def _locked(error: BaseException) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def _connect_when_free(path: str) -> duckdb.DuckDBPyConnection:
+    """DuckDB lets one process at a time open a database file. Steps of one run execute in
+    parallel processes (the UI's multiprocess executor) and each holds the file only for one
+    read or write, so a step that finds it locked waits its turn instead of failing."""
+    retrying = Retrying(
+        retry=retry_if_exception(_locked),
+        wait=wait_random_exponential(multiplier=0.05, max=2.0),
+        stop=stop_after_delay(LOCK_WAIT_SECONDS),
+        reraise=True,
+    )
+    return retrying(duckdb.connect, path)
+
+
 class DuckDBWarehouse(Warehouse):
     backend = "duckdb"
 
@@ -140,7 +162,7 @@ class DuckDBWarehouse(Warehouse):
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(self.path)
+        con = _connect_when_free(self.path)
         try:
             yield con
         finally:
