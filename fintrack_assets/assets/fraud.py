@@ -31,7 +31,7 @@ from dagster import (
     sensor,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata, contract_check
+from fintrack_assets.assets.metadata import WAREHOUSE_POOL, add_partition_metadata, contract_check
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
@@ -87,6 +87,7 @@ class PaymentsConfig(Config):
     partitions_def=calendar_days,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
+    pool=WAREHOUSE_POOL,
     check_specs=[
         AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
         AssetCheckSpec("contract", asset=PAYMENTS, description="schemas.PaymentTransaction holds."),
@@ -207,6 +208,7 @@ class FraudConfig(Config):
     partitions_def=calendar_days,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
+    pool=WAREHOUSE_POOL,
     check_specs=[
         AssetCheckSpec(
             "no_failed_batches",

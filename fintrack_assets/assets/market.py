@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from fintrack_assets.assets.metadata import (
+    WAREHOUSE_POOL,
     add_partition_metadata,
     contract_check,
     frame_metadata,
@@ -61,6 +62,7 @@ class UniverseConfig(Config):
 
 @asset(
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds={"polars", "duckdb"},
     group_name="market",
     description="The symbols the market assets fetch, with name, sector, industry and type.",

@@ -12,6 +12,10 @@ from tabulate import tabulate
 
 from fintrack_assets.schemas import contract_failures
 
+WAREHOUSE_POOL = "warehouse_writer"
+"""The pool of every asset that writes to the warehouse: a DuckDB file takes one writer at a
+time (the default pool limit in dagster.yaml); PostgreSQL deployments raise it."""
+
 
 def markdown_table(frame: pl.DataFrame, rows: int = 5) -> str:
     head = frame.head(rows)

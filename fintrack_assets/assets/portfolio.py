@@ -22,6 +22,7 @@ from dagster import (
 )
 
 from fintrack_assets.assets.metadata import (
+    WAREHOUSE_POOL,
     add_partition_metadata,
     contract_check,
     frame_metadata,
@@ -76,6 +77,7 @@ class TradesConfig(Config):
         ),
     },
     group_name="portfolio",
+    pool=WAREHOUSE_POOL,
     deps=["bronze_ohlcv"],
     check_specs=[
         AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
@@ -161,6 +163,7 @@ class HoldingsConfig(Config):
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds={"polars", "duckdb"},
     group_name="portfolio",
     deps=["bronze_ohlcv"],
@@ -269,6 +272,7 @@ def _reconciliation(
     partitions_def=months,
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds={"polars", "duckdb"},
     group_name="portfolio",
     deps=["holdings_daily"],

@@ -21,7 +21,7 @@ from dagster import (
     asset,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata, markdown_table
+from fintrack_assets.assets.metadata import WAREHOUSE_POOL, add_partition_metadata, markdown_table
 from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
 from fintrack_assets.core.holdings import external_flows
@@ -87,6 +87,7 @@ class RiskConfig(Config):
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
@@ -125,6 +126,7 @@ def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date)
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[
@@ -247,6 +249,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[
@@ -284,6 +287,7 @@ def portfolio_factor_exposures(
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[AssetDep("holdings_daily")],
@@ -307,6 +311,7 @@ def sector_exposure_daily(
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
@@ -331,6 +336,7 @@ def holding_correlations_daily(
     partitions_def=trading_days,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
+    pool=WAREHOUSE_POOL,
     kinds=KINDS,
     group_name=GROUP,
     deps=[
