@@ -45,7 +45,7 @@ from fintrack_assets.core.trades import (
 )
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
-from fintrack_assets.partitions import months, trading_days, window_dates
+from fintrack_assets.partitions import follows_upstream_once, months, trading_days, window_dates
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets.schemas import PortfolioTrade
 
@@ -161,6 +161,7 @@ class HoldingsConfig(Config):
 
 @asset(
     partitions_def=trading_days,
+    automation_condition=follows_upstream_once(TRADES),
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,

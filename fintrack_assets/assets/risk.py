@@ -38,7 +38,7 @@ from fintrack_assets.core.risk import (
 from fintrack_assets.core.stress import HISTORICAL_SCENARIOS, stress_tests
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
-from fintrack_assets.partitions import trading_days, window_dates
+from fintrack_assets.partitions import follows_upstream_once, trading_days, window_dates
 
 BAR_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
 HISTORY_SESSIONS = TAIL_WINDOW + 1
@@ -50,6 +50,7 @@ _TRAILING = TimeWindowPartitionMapping(
     start_offset=-HISTORY_SESSIONS, allow_nonexistent_upstream_partitions=True
 )
 _POLICY = BackfillPolicy.single_run()
+AFTER_HOLDINGS = follows_upstream_once("holdings_daily")
 
 
 def _sessions_before(day: dt.date, sessions: int) -> dt.date:
@@ -85,6 +86,7 @@ class RiskConfig(Config):
 @asset(
     name="portfolio_returns",
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
@@ -124,6 +126,7 @@ def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date)
 @asset(
     name="portfolio_risk",
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
@@ -247,6 +250,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
 
 @asset(
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
@@ -254,6 +258,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
     group_name=GROUP,
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
+        AssetDep("holdings_daily"),
         AssetDep("bronze_ohlcv"),
     ],
     description="Per (date, portfolio_id, factor) over 252 sessions: univariate beta to the "
@@ -285,6 +290,7 @@ def portfolio_factor_exposures(
 @asset(
     name="sector_exposure",
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
@@ -309,6 +315,7 @@ def sector_exposure_daily(
 @asset(
     name="holding_correlations",
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
@@ -334,6 +341,7 @@ def holding_correlations_daily(
 
 @asset(
     partitions_def=trading_days,
+    automation_condition=AFTER_HOLDINGS,
     backfill_policy=_POLICY,
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,

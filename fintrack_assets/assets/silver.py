@@ -34,7 +34,7 @@ from fintrack_assets.core.silver import (
 )
 from fintrack_assets.io_managers.context import PARTITION_EXPR
 from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.partitions import trading_days, window_dates
+from fintrack_assets.partitions import FOLLOWS_UPSTREAM, trading_days, window_dates
 from fintrack_assets.schemas import SilverOHLCV, contract_failures
 
 BRONZE = "bronze_ohlcv"
@@ -67,6 +67,7 @@ def _spec(interval: int, widest: int) -> AssetSpec:
             "partition D holds the bars whose bucket ends on D, on D's price basis."
         ),
         metadata={PARTITION_EXPR: BAR_END},
+        automation_condition=FOLLOWS_UPSTREAM,
     ).with_io_manager_key("lake")
 
 
