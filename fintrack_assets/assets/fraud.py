@@ -364,11 +364,10 @@ def payment_files_sensor(
             )
             continue
         by_day.setdefault(day, []).append(file)
-    existing = set(calendar_days.get_partition_keys())
     requests = []
     for day, day_files in sorted(by_day.items()):
         key = day.isoformat()
-        if key not in existing:
+        if not calendar_days.has_partition_key(key):
             context.log.warning(f"{key}: files landed for a day outside calendar_days; ignored")
             continue
         versions = "\n".join(

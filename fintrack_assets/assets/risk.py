@@ -5,6 +5,7 @@ import base64
 import datetime as dt
 import io
 import time
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -51,6 +52,16 @@ _TRAILING = TimeWindowPartitionMapping(
 )
 _POLICY = BackfillPolicy.single_run()
 AFTER_HOLDINGS = follows_upstream_once("holdings_daily")
+_RISK_ASSET: dict[str, Any] = {
+    "partitions_def": trading_days,
+    "automation_condition": AFTER_HOLDINGS,
+    "backfill_policy": _POLICY,
+    "io_manager_key": "warehouse",
+    "pool": WAREHOUSE_POOL,
+    "kinds": KINDS,
+    "group_name": GROUP,
+}
+"""What every risk asset shares: trading_days in single runs, warehouse, after holdings."""
 
 
 def _sessions_before(day: dt.date, sessions: int) -> dt.date:
@@ -85,13 +96,7 @@ class RiskConfig(Config):
 
 @asset(
     name="portfolio_returns",
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     ins={"portfolio_trades": AssetIn()},
     description="Per (date, portfolio_id): market value, net external flow, the day's "
@@ -125,13 +130,7 @@ def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date)
 
 @asset(
     name="portfolio_risk",
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -249,13 +248,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
 
 
 @asset(
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -289,13 +282,7 @@ def portfolio_factor_exposures(
 
 @asset(
     name="sector_exposure",
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[AssetDep("holdings_daily")],
     ins={"symbol_universe": AssetIn()},
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
@@ -314,13 +301,7 @@ def sector_exposure_daily(
 
 @asset(
     name="holding_correlations",
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     description="Per (date, portfolio_id, symbol_a, symbol_b): the 63-session correlation of "
     "the two holdings' daily returns, long format.",
@@ -340,13 +321,7 @@ def holding_correlations_daily(
 
 
 @asset(
-    partitions_def=trading_days,
-    automation_condition=AFTER_HOLDINGS,
-    backfill_policy=_POLICY,
-    io_manager_key="warehouse",
-    pool=WAREHOUSE_POOL,
-    kinds=KINDS,
-    group_name=GROUP,
+    **_RISK_ASSET,
     deps=[
         AssetDep("portfolio_factor_exposures"),
         AssetDep("sector_exposure"),

@@ -9,14 +9,10 @@ from dagster import ConfigurableResource
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from fintrack_assets.resources.fetching import backoff
+from fintrack_assets.resources.fetching import Retryable, retry_after, retry_wait
 from fintrack_assets.settings import redact_url
 
 LOGGER = logging.getLogger(__name__)
-
-
-class _Retryable(Exception):
-    """429, 5xx, a timeout or a connection error: worth another attempt."""
 
 
 class AlertWebhook(ConfigurableResource):
@@ -33,14 +29,14 @@ class AlertWebhook(ConfigurableResource):
         shown = redact_url(self.url)
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
-            wait=backoff(self.backoff_seconds, self.backoff_seconds * 16),
-            retry=retry_if_exception_type(_Retryable),
+            wait=retry_wait(self.backoff_seconds, self.backoff_seconds * 16),
+            retry=retry_if_exception_type(Retryable),
             reraise=True,
         )
         try:
             with httpx.Client(timeout=self.timeout_seconds) as client:
                 retrying(self._post, client, payload)
-        except (_Retryable, httpx.HTTPStatusError) as error:
+        except (Retryable, httpx.HTTPStatusError) as error:
             log.error(f"alert not delivered to {shown}: {error}")
             return False
         log.info(f"alert delivered to {shown}")
@@ -51,9 +47,9 @@ class AlertWebhook(ConfigurableResource):
         try:
             response = client.post(self.url, json=payload)
         except httpx.TransportError as error:
-            raise _Retryable(f"{type(error).__name__}") from None
+            raise Retryable(f"{type(error).__name__}") from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise Retryable(f"HTTP {response.status_code}", retry_after(response))
         if response.status_code >= 400:
             raise httpx.HTTPStatusError(
                 f"HTTP {response.status_code} (not retried)",

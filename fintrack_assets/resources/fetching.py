@@ -6,11 +6,14 @@ into metadata, log lines and the failed-share check.
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+import httpx
 import polars as pl
-from tenacity import wait_random_exponential
+from tenacity import RetryCallState, wait_random_exponential
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 
@@ -27,6 +30,47 @@ Sleep = Callable[[float], None]
 def backoff(base_seconds: float, max_seconds: float) -> wait_random_exponential:
     """Exponential backoff with full jitter: attempt n waits uniform(0, min(max, base * 2^n))."""
     return wait_random_exponential(multiplier=base_seconds, max=max_seconds)
+
+
+class Retryable(Exception):
+    """A transient failure (429, 5xx, timeout, connection): tenacity retries it."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from `Retry-After` (a number, or an HTTP date); None when absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def retry_wait(base_seconds: float, max_seconds: float) -> Callable[[RetryCallState], float]:
+    """tenacity's wait: the server's Retry-After when a Retryable carries one (capped at
+    `max_seconds`), else exponential backoff with full jitter."""
+    jittered = backoff(base_seconds, max_seconds)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, Retryable) and error.retry_after is not None:
+            return min(error.retry_after, max_seconds)
+        return float(jittered(state))
+
+    return wait
 
 
 @dataclass(frozen=True)

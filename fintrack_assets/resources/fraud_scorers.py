@@ -40,8 +40,6 @@ are rewritten by a logging filter (httpx logs the full URL, query string include
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
 import json
 import logging
 import math
@@ -57,9 +55,9 @@ import httpx
 import polars as pl
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from fintrack_assets.resources.fetching import Sleep, backoff
+from fintrack_assets.resources.fetching import Retryable, Sleep, retry_after, retry_wait
 from fintrack_assets.settings import redact_url
 
 LOGGER = logging.getLogger(__name__)
@@ -298,35 +296,8 @@ class _HttpxUrlFilter(logging.Filter):
 _HTTPX_FILTER = _HttpxUrlFilter()
 
 
-class _Retryable(Exception):
-    """A transient failure (429, 5xx, timeout, connection): tenacity retries it."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
 class _Failed(Exception):
     """A batch that finally failed; `str()` is its recorded error."""
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from `Retry-After` (a number, or an HTTP date); None when absent or unreadable."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _plural(count: int, word: str, plural: str | None = None) -> str:
@@ -444,18 +415,10 @@ class _Session:
             ),
             transport=scorer.transport,
         )
-        self._backoff = backoff(scorer.backoff_seconds, scorer.max_backoff_seconds)
+        self._wait = retry_wait(scorer.backoff_seconds, scorer.max_backoff_seconds)
 
     def close(self) -> None:
         self.client.close()
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Retry-After when the API says how long (capped at the backoff maximum), else
-        exponential backoff with full jitter."""
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Retryable) and error.retry_after is not None:
-            return min(error.retry_after, self.scorer.max_backoff_seconds)
-        return float(self._backoff(state))
 
     def _attempt(self, body: bytes, outcome: _Outcome) -> httpx.Response:
         if self.refused is not None:
@@ -470,16 +433,16 @@ class _Session:
                 headers={"Content-Type": "application/json"},
             )
         except httpx.TimeoutException as exc:
-            raise _Retryable(
+            raise Retryable(
                 f"timeout ({type(exc).__name__}, limit {self.scorer.timeout_seconds:g} s)"
             ) from None
         except httpx.TransportError as exc:
             detail = f": {exc}" if str(exc) else ""
-            raise _Retryable(f"connection error ({type(exc).__name__}{detail})") from None
+            raise Retryable(f"connection error ({type(exc).__name__}{detail})") from None
         status = response.status_code
         if status == 429 or status >= 500:
-            wait = _retry_after(response) if status in (429, 503) else None
-            raise _Retryable(f"HTTP {status}", retry_after=wait)
+            wait = retry_after(response) if status in (429, 503) else None
+            raise Retryable(f"HTTP {status}", retry_after=wait)
         if status in (401, 403):
             self.refused = f"HTTP {status}"
             raise _Failed(
@@ -499,13 +462,13 @@ class _Session:
             retrying = Retrying(
                 stop=stop_after_attempt(self.scorer.max_attempts),
                 wait=self._wait,
-                retry=retry_if_exception_type(_Retryable),
+                retry=retry_if_exception_type(Retryable),
                 sleep=self.scorer.sleep,
                 reraise=True,
             )
             try:
                 response = retrying(self._attempt, body, outcome)
-            except _Retryable as exc:
+            except Retryable as exc:
                 raise _Failed(
                     f"{exc.reason} after {_plural(outcome.attempts, 'attempt')}"
                 ) from None

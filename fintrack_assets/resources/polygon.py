@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import polars as pl
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from fintrack_assets.core.symbols import is_valid_symbol
 from fintrack_assets.resources.fetching import (
@@ -45,13 +45,15 @@ from fintrack_assets.resources.fetching import (
     Batch,
     FetchResult,
     Log,
+    Retryable,
     Sleep,
-    backoff,
     batch_line,
     empty_bars,
     failures_frame,
     in_batches,
     metadata_frame,
+    retry_after,
+    retry_wait,
 )
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
@@ -68,15 +70,6 @@ MAX_PAGES = 10_000
 
 class PolygonAuthError(RuntimeError):
     """Polygon refused the key (401/403): every request would fail, so the fetch stops."""
-
-
-class _Retryable(Exception):
-    """A transient failure (429, 5xx, timeout, connection): tenacity retries it."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class _Failed(Exception):
@@ -102,17 +95,6 @@ def unsupported_reason(symbol: str) -> str | None:
     if "=" in symbol:
         return FX_UNAVAILABLE
     return None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a numeric `Retry-After`; None when absent or an HTTP date."""
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        return None
 
 
 def _parse_date(value: object) -> dt.date | None:
@@ -155,18 +137,10 @@ class _Session:
             ),
             transport=provider.transport,
         )
-        self._backoff = backoff(provider.backoff_base_seconds, provider.backoff_max_seconds)
+        self._wait = retry_wait(provider.backoff_base_seconds, provider.backoff_max_seconds)
 
     def close(self) -> None:
         self.client.close()
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Retry-After when a 429 says how long (capped at the backoff maximum), else
-        exponential backoff with full jitter."""
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, _Retryable) and error.retry_after is not None:
-            return min(error.retry_after, self.provider.backoff_max_seconds)
-        return float(self._backoff(state))
 
     def _attempt(self, url: str, params: dict[str, str] | None) -> Any:
         if self.cancelled.is_set():
@@ -176,9 +150,9 @@ class _Session:
         try:
             response = self.client.get(url, params=params)
         except httpx.TimeoutException as exc:
-            raise _Retryable(f"timeout ({type(exc).__name__})") from None
+            raise Retryable(f"timeout ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
-            raise _Retryable(f"connection error ({type(exc).__name__})") from None
+            raise Retryable(f"connection error ({type(exc).__name__})") from None
         status = response.status_code
         if status in (401, 403):
             raise PolygonAuthError(
@@ -187,9 +161,9 @@ class _Session:
                 "and that its plan covers this data"
             )
         if status == 429:
-            raise _Retryable("HTTP 429", retry_after=_retry_after(response))
+            raise Retryable("HTTP 429", retry_after=retry_after(response))
         if status >= 500:
-            raise _Retryable(f"HTTP {status}")
+            raise Retryable(f"HTTP {status}")
         if not 200 <= status < 300:
             raise _Failed(f"HTTP {status}")
         try:
@@ -203,13 +177,13 @@ class _Session:
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
             wait=self._wait,
-            retry=retry_if_exception_type(_Retryable),
+            retry=retry_if_exception_type(Retryable),
             sleep=self.provider.sleep,
             reraise=True,
         )
         try:
             body = retrying(self._attempt, url, params)
-        except _Retryable as exc:
+        except Retryable as exc:
             raise _Failed(f"{exc.reason} after {_plural(attempts, 'attempt')}") from None
         if not isinstance(body, dict):
             raise _Failed("unexpected response shape")
