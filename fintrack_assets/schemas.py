@@ -134,3 +134,131 @@ class PaymentTransaction(pa.DataFrameModel):
     def on_its_day(cls, data: pa.PolarsData) -> pl.LazyFrame:
         """A payment's partition is its timestamp's UTC date."""
         return data.lazyframe.select(pl.col("ts").dt.date() == pl.col("date"))
+
+
+TOLERANCE = 1e-9
+"""Floating-point slack for identities that hold exactly on paper (weights summing to 1)."""
+
+
+def _holds(condition: pl.Expr) -> pl.Expr:
+    """A row check over nullable columns: a null (a window too short to say) passes."""
+    return condition.fill_null(True)
+
+
+class PortfolioReturn(pa.DataFrameModel):
+    """`portfolio_returns`: one row per (date, portfolio_id); a long-only book with no
+    borrowing can lose at most everything in a day."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    market_value: float = pa.Field(nullable=True)
+    net_flow: float = pa.Field(nullable=True)
+    daily_return: float = pa.Field(nullable=True, ge=-1)
+    benchmark_return: float = pa.Field(nullable=True, ge=-1)
+
+    class Config:
+        strict = True
+        unique = ("date", "portfolio_id")
+
+
+class PortfolioRisk(pa.DataFrameModel):
+    """`portfolio_risk`: one row per (date, portfolio_id). Volatility is a standard deviation,
+    a drawdown a fall from a peak, and the CVaR the mean of the tail beyond its VaR (both
+    returns, negative is a loss), so the 99 % tail lies at or below the 95 % one."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    volatility_21d: float = pa.Field(nullable=True, ge=0)
+    volatility_63d: float = pa.Field(nullable=True, ge=0)
+    volatility_252d: float = pa.Field(nullable=True, ge=0)
+    max_drawdown_252d: float = pa.Field(nullable=True, ge=-1, le=0)
+
+    class Config:
+        unique = ("date", "portfolio_id")
+
+    @pa.dataframe_check
+    def cvar_beyond_var(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            _holds(pl.col("cvar_95_1d") <= pl.col("var_95_1d") + TOLERANCE)
+            & _holds(pl.col("cvar_99_1d") <= pl.col("var_99_1d") + TOLERANCE)
+        )
+
+    @pa.dataframe_check
+    def var_99_beyond_var_95(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(_holds(pl.col("var_99_1d") <= pl.col("var_95_1d") + TOLERANCE))
+
+
+class FactorExposure(pa.DataFrameModel):
+    """`portfolio_factor_exposures`: one row per (date, portfolio_id, factor); the ridge fit's
+    in-sample R² lies in [0, 1] (its unpenalised intercept alone would explain nothing)."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    factor: str = pa.Field(str_length={"min_value": 1})
+    beta: float = pa.Field(nullable=True)
+    ridge_coef: float = pa.Field(nullable=True)
+    r_squared: float = pa.Field(nullable=True, ge=-TOLERANCE, le=1 + TOLERANCE)
+
+    class Config:
+        strict = True
+        unique = ("date", "portfolio_id", "factor")
+
+
+class SectorExposure(pa.DataFrameModel):
+    """`sector_exposure`: one row per (date, portfolio_id, sector); a portfolio's sector
+    weights sum to 1 each day."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    sector: str = pa.Field(str_length={"min_value": 1})
+    market_value: float = pa.Field(nullable=True)
+    weight: float = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        unique = ("date", "portfolio_id", "sector")
+
+    @pa.dataframe_check
+    def weights_sum_to_one(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        total = pl.col("weight").sum().over("date", "portfolio_id")
+        valued = pl.col("weight").is_not_null().any().over("date", "portfolio_id")
+        return data.lazyframe.select(~valued | ((total - 1.0).abs() <= TOLERANCE))
+
+
+class HoldingCorrelation(pa.DataFrameModel):
+    """`holding_correlations`: one row per (date, portfolio_id, symbol_a, symbol_b), each
+    pair once, a correlation in [-1, 1]."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    symbol_a: str = pa.Field(str_matches=SYMBOL_PATTERN)
+    symbol_b: str = pa.Field(str_matches=SYMBOL_PATTERN)
+    correlation: float = pa.Field(nullable=True, ge=-1 - TOLERANCE, le=1 + TOLERANCE)
+
+    class Config:
+        strict = True
+        unique = ("date", "portfolio_id", "symbol_a", "symbol_b")
+
+    @pa.dataframe_check
+    def each_pair_once(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("symbol_a") < pl.col("symbol_b"))
+
+
+class StressTest(pa.DataFrameModel):
+    """`portfolio_stress_tests`: one row per (date, portfolio_id, scenario); a scenario that
+    can't be valued has neither P&L nor method."""
+
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    scenario: str = pa.Field(str_length={"min_value": 1})
+    pnl_usd: float = pa.Field(nullable=True)
+    pnl_pct: float = pa.Field(nullable=True)
+    method: str = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        unique = ("date", "portfolio_id", "scenario")
+
+    @pa.dataframe_check
+    def valued_with_a_method(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("pnl_pct").is_null() == pl.col("method").is_null())

@@ -93,6 +93,7 @@ def test_risk_from_holdings_against_numpy_references(platform):
     assert run.success, run.failure
     sessions = sessions_between(FIRST, LAST + dt.timedelta(days=1))
     assert all(run.partitions[a] == {d.isoformat() for d in sessions} for a in RISK)
+    assert {a: run.asset_checks.get((a, "contract")) for a in RISK} == dict.fromkeys(RISK, True)
 
     returns = platform.warehouse_frame("portfolio_returns").sort("date")
     holdings = platform.warehouse_frame("holdings_daily")

@@ -5,11 +5,14 @@ import base64
 import datetime as dt
 import io
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import polars as pl
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
@@ -22,7 +25,12 @@ from dagster import (
     asset,
 )
 
-from fintrack_assets.assets.metadata import WAREHOUSE_POOL, add_partition_metadata, markdown_table
+from fintrack_assets.assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    markdown_table,
+)
 from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
 from fintrack_assets.core.holdings import external_flows
@@ -40,6 +48,14 @@ from fintrack_assets.core.stress import HISTORICAL_SCENARIOS, stress_tests
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import follows_upstream_once, trading_days, window_dates
+from fintrack_assets.schemas import (
+    FactorExposure,
+    HoldingCorrelation,
+    PortfolioReturn,
+    PortfolioRisk,
+    SectorExposure,
+    StressTest,
+)
 
 BAR_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
 HISTORY_SESSIONS = TAIL_WINDOW + 1
@@ -62,6 +78,13 @@ _RISK_ASSET: dict[str, Any] = {
     "group_name": GROUP,
 }
 """What every risk asset shares: trading_days in single runs, warehouse, after holdings."""
+Result = Iterator[Output[pl.DataFrame] | AssetCheckResult]
+
+
+def _contract(asset_key: str, model: type) -> list[AssetCheckSpec]:
+    return [
+        AssetCheckSpec("contract", asset=asset_key, description=f"schemas.{model.__name__} holds.")
+    ]
 
 
 def _sessions_before(day: dt.date, sessions: int) -> dt.date:
@@ -97,6 +120,7 @@ class RiskConfig(Config):
 @asset(
     name="portfolio_returns",
     **_RISK_ASSET,
+    check_specs=_contract("portfolio_returns", PortfolioReturn),
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     ins={"portfolio_trades": AssetIn()},
     description="Per (date, portfolio_id): market value, net external flow, the day's "
@@ -107,7 +131,7 @@ def portfolio_returns_daily(
     portfolio_trades: pl.DataFrame,
     lake: ResourceParam[LakeIOManager],
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     start, end = window_dates(context.partition_time_window)
     before = _sessions_before(start, 1)
     holdings = _holdings(warehouse, before, end)
@@ -118,7 +142,8 @@ def portfolio_returns_daily(
     if spy.is_empty():
         context.log.warning(f"no {BENCHMARK} bars in bronze: benchmark returns are null")
     add_partition_metadata(context, "portfolio_returns", result, "date")
-    return Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result, metadata={"rows_in_run": result.height})
+    yield contract_check(PortfolioReturn, result, "portfolio_returns")
 
 
 def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -131,6 +156,7 @@ def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date)
 @asset(
     name="portfolio_risk",
     **_RISK_ASSET,
+    check_specs=_contract("portfolio_risk", PortfolioRisk),
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -145,7 +171,7 @@ def portfolio_risk_daily(
     config: RiskConfig,
     lake: ResourceParam[LakeIOManager],
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     started = time.perf_counter()
     start, end = window_dates(context.partition_time_window)
     returns = _stored_returns(warehouse, start, end)
@@ -162,7 +188,7 @@ def portfolio_risk_daily(
     seconds = time.perf_counter() - started
     add_partition_metadata(context, "portfolio_risk", result, "date")
     last = result.filter(pl.col("date") == result["date"].max()) if result.height else result
-    return Output(
+    yield Output(
         result,
         metadata={
             "rows_in_run": result.height,
@@ -171,6 +197,7 @@ def portfolio_risk_daily(
             "chart": MetadataValue.md(_chart(returns, last)),
         },
     )
+    yield contract_check(PortfolioRisk, result, "portfolio_risk")
 
 
 SUMMARY_ROWS = 50
@@ -249,6 +276,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
 
 @asset(
     **_RISK_ASSET,
+    check_specs=_contract("portfolio_factor_exposures", FactorExposure),
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -262,7 +290,7 @@ def portfolio_factor_exposures(
     context: AssetExecutionContext,
     lake: ResourceParam[LakeIOManager],
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     start, end = window_dates(context.partition_time_window)
     returns = _stored_returns(warehouse, start, end)
     factors = factor_returns(
@@ -274,15 +302,17 @@ def portfolio_factor_exposures(
         context.log.warning("no factor ETF (SPY, TLT, sector SPDRs) in bronze: no exposures")
     result = factor_exposures(returns, factors, since=start)
     add_partition_metadata(context, "portfolio_factor_exposures", result, "date")
-    return Output(
+    yield Output(
         result,
         metadata={"rows_in_run": result.height, "factors": factors["factor"].n_unique()},
     )
+    yield contract_check(FactorExposure, result, "portfolio_factor_exposures")
 
 
 @asset(
     name="sector_exposure",
     **_RISK_ASSET,
+    check_specs=_contract("sector_exposure", SectorExposure),
     deps=[AssetDep("holdings_daily")],
     ins={"symbol_universe": AssetIn()},
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
@@ -292,16 +322,18 @@ def sector_exposure_daily(
     context: AssetExecutionContext,
     symbol_universe: pl.DataFrame,
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     start, end = window_dates(context.partition_time_window)
     result = sector_exposure(_holdings(warehouse, start, end), symbol_universe)
     add_partition_metadata(context, "sector_exposure", result, "date")
-    return Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result, metadata={"rows_in_run": result.height})
+    yield contract_check(SectorExposure, result, "sector_exposure")
 
 
 @asset(
     name="holding_correlations",
     **_RISK_ASSET,
+    check_specs=_contract("holding_correlations", HoldingCorrelation),
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     description="Per (date, portfolio_id, symbol_a, symbol_b): the 63-session correlation of "
     "the two holdings' daily returns, long format.",
@@ -310,18 +342,20 @@ def holding_correlations_daily(
     context: AssetExecutionContext,
     lake: ResourceParam[LakeIOManager],
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     start, end = window_dates(context.partition_time_window)
     holdings = _holdings(warehouse, start, end)
     held = holdings["symbol"].unique().to_list()
     prices = _returns_of(lake, _sessions_before(start, CORRELATION_WINDOW), end, held)
     result = holding_correlations(holdings, prices, since=start)
     add_partition_metadata(context, "holding_correlations", result, "date")
-    return Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result, metadata={"rows_in_run": result.height})
+    yield contract_check(HoldingCorrelation, result, "holding_correlations")
 
 
 @asset(
     **_RISK_ASSET,
+    check_specs=_contract("portfolio_stress_tests", StressTest),
     deps=[
         AssetDep("portfolio_factor_exposures"),
         AssetDep("sector_exposure"),
@@ -337,7 +371,7 @@ def portfolio_stress_tests(
     context: AssetExecutionContext,
     lake: ResourceParam[LakeIOManager],
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Result:
     start, end = window_dates(context.partition_time_window)
     read = warehouse.warehouse.read
     exposures = read("portfolio_factor_exposures", "date", start, end)
@@ -353,7 +387,7 @@ def portfolio_stress_tests(
     )
     result = stress_tests(exposures, values, sectors, history=history, holdings=holdings)
     add_partition_metadata(context, "portfolio_stress_tests", result, "date")
-    return Output(
+    yield Output(
         result,
         metadata={
             "rows_in_run": result.height,
@@ -361,6 +395,7 @@ def portfolio_stress_tests(
             "replay_history_rows": history.height,
         },
     )
+    yield contract_check(StressTest, result, "portfolio_stress_tests")
 
 
 RISK_ASSETS = [
