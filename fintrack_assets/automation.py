@@ -22,7 +22,9 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG as RANGE_START_TAG,
 )
 
+from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.assets.silver import silver_key
+from fintrack_assets.checks import AS_OF_TAG, FRESHNESS_DEADLINE, session_freshness
 from fintrack_assets.core.calendar import TIMEZONE, is_session
 from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.resources.alerts import AlertWebhook
@@ -30,12 +32,15 @@ from fintrack_assets.resources.alerts import AlertWebhook
 MARKET_ASSETS = AssetSelection.assets(
     "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *(silver_key(n) for n in INTERVALS)
 )
+PORTFOLIO_ASSETS = AssetSelection.assets(
+    "portfolio_trades", "portfolio_trades_rejects", "holdings_daily", *RISK_ASSET_KEYS
+)
 
 daily_market_job = define_asset_job(
     "daily_market_job",
-    selection=MARKET_ASSETS,
-    description="raw -> bronze -> the six silver intervals for a session or, in one run, a "
-    "range of sessions.",
+    selection=MARKET_ASSETS | PORTFOLIO_ASSETS,
+    description="raw -> bronze -> the six silver intervals, the trades landed so far -> "
+    "holdings -> the six risk assets, for a session or, in one run, a range of sessions.",
 )
 
 
@@ -55,6 +60,28 @@ def daily_market_schedule(context: ScheduleEvaluationContext) -> RunRequest | Sk
     if not is_session(day):
         return SkipReason(f"{day} is no NYSE session")
     return RunRequest(partition_key=day.isoformat())
+
+
+session_freshness_job = define_asset_job(
+    "session_freshness_job",
+    selection=AssetSelection.checks(session_freshness),
+    description="The session_freshness check of every trading_days asset.",
+)
+
+
+@schedule(
+    job=session_freshness_job,
+    cron_schedule=f"{FRESHNESS_DEADLINE.minute} {FRESHNESS_DEADLINE.hour} * * 1-5",
+    execution_timezone=TIMEZONE,
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="At 18:00 New York on each session: has every trading_days asset that "
+    "session's data? Nothing on an exchange holiday (no session was due).",
+)
+def session_freshness_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    moment = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
+    if not is_session(moment.date()):
+        return SkipReason(f"{moment.date()} is no NYSE session")
+    return RunRequest(tags={AS_OF_TAG: moment.isoformat()})
 
 
 holdings_monthly_job = define_asset_job(

@@ -40,7 +40,7 @@ def demo(days: int) -> int:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from fintrack_assets.assets.risk import RISK_ASSET_KEYS
+    from fintrack_assets.automation import PORTFOLIO_ASSETS
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
     from fintrack_assets.partitions import latest_closed_session, months
@@ -64,24 +64,16 @@ def demo(days: int) -> int:
     }
     # Only months that have ended are partitions of `months`.
     month_keys = [k for k in months.get_partition_keys() if k >= first.replace(day=1).isoformat()]
+    # One job in two runs: the sample trades are priced off the bronze bars of the first.
+    daily_job = defs.resolve_job_def("daily_market_job")
+    portfolios = PORTFOLIO_ASSETS.resolve(defs.resolve_asset_graph())
+    market = set(daily_job.asset_layer.selected_asset_keys) - portfolios
     runs = [
         ("symbol_universe", assets_job.get_subset(asset_selection={_key("symbol_universe")}), {}),
-        ("daily_market_job", defs.resolve_job_def("daily_market_job"), session_range),
+        ("daily_market_job: market", daily_job.get_subset(asset_selection=market), session_range),
         (
-            "portfolio_trades",
-            assets_job.get_subset(
-                asset_selection={_key("portfolio_trades"), _key("portfolio_trades_rejects")}
-            ),
-            {},
-        ),
-        (
-            "holdings_daily",
-            assets_job.get_subset(asset_selection={_key("holdings_daily")}),
-            session_range,
-        ),
-        (
-            "risk",
-            assets_job.get_subset(asset_selection={_key(name) for name in RISK_ASSET_KEYS}),
+            "daily_market_job: portfolios",
+            daily_job.get_subset(asset_selection=portfolios),
             session_range,
         ),
     ]
@@ -106,7 +98,7 @@ def demo(days: int) -> int:
     rows = []
     ok = True
     for name, job, tags in runs:
-        if name == "portfolio_trades":
+        if name == "daily_market_job: portfolios":
             landed = _land_sample_trades(settings)
             if landed:
                 print(f"landed the sample trades: {landed}")
@@ -241,10 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="materialise every asset for the last six months of sessions, offline",
         description="Runs symbol_universe, then daily_market_job over the last six months of "
-        "sessions up to the latest closed one, lands a sample of three portfolios' trades, "
-        "then portfolio_trades, holdings_daily and holdings_monthly, in single runs, on the "
-        "configured lake and warehouse (embedded defaults: no server, no network). Prints what "
-        "it made.",
+        "sessions up to the latest closed one (raw -> bronze -> silver, then, after landing a "
+        "sample of three portfolios' trades priced off those bars, trades -> holdings -> "
+        "risk), holdings_monthly and a week of payments through fraud scoring, in single "
+        "runs, on the configured lake and warehouse (embedded defaults: no server, no "
+        "network). Prints what it made.",
     )
     demo_parser.add_argument(
         "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"

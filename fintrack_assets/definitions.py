@@ -24,7 +24,10 @@ from fintrack_assets.automation import (
     holdings_monthly_job,
     holdings_monthly_schedule,
     run_failure_alert,
+    session_freshness_job,
+    session_freshness_schedule,
 )
+from fintrack_assets.checks import session_freshness
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.alerts import AlertWebhook
@@ -82,8 +85,20 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     """The code location; `resources` replaces named ones (another provider, say)."""
     return Definitions(
         assets=ASSETS,
-        jobs=[daily_market_job, lake_maintenance, payments_job, holdings_monthly_job],
-        schedules=[daily_market_schedule, lake_maintenance_schedule, holdings_monthly_schedule],
+        asset_checks=[session_freshness],
+        jobs=[
+            daily_market_job,
+            lake_maintenance,
+            payments_job,
+            holdings_monthly_job,
+            session_freshness_job,
+        ],
+        schedules=[
+            daily_market_schedule,
+            lake_maintenance_schedule,
+            holdings_monthly_schedule,
+            session_freshness_schedule,
+        ],
         sensors=[payment_files_sensor, run_failure_alert],
         resources={**build_resources(settings), **(resources or {})},
     )

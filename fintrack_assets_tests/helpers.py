@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, JobDefinition
 
+from fintrack_assets.assets.silver import silver_key
+from fintrack_assets.checks import FRESHNESS_CHECK
+from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.definitions import build_defs
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import warehouse_for
 from fintrack_assets.settings import Settings
 
 BRONZE_LAYER = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"]
+MARKET_LAYERS = [*BRONZE_LAYER, *(silver_key(n) for n in INTERVALS)]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -29,6 +34,9 @@ class RunSummary:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str = ""
     """The failed steps' error messages."""
+    freshness_checked: set[str] = field(default_factory=set)
+    """Assets whose session_freshness ran (left out of `checks`: it judges the wall clock's
+    session)."""
 
 
 class Platform:
@@ -73,14 +81,15 @@ class Platform:
         assets: list[str] | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> RunSummary:
-        """daily_market_job over [first, last] in one run: every asset, or `assets`."""
+        """daily_market_job over [first, last] in one run: raw -> bronze -> silver, or `assets`
+        (holdings and risk are the portfolio tests' own)."""
         tags = {
             "dagster/asset_partition_range_start": first,
             "dagster/asset_partition_range_end": last or first,
         }
-        job = self.defs.resolve_job_def("daily_market_job")
-        if assets:
-            job = job.get_subset(asset_selection={AssetKey(a) for a in assets})
+        job = self.defs.resolve_job_def("daily_market_job").get_subset(
+            asset_selection={AssetKey(a) for a in assets or MARKET_LAYERS}
+        )
         return self._run(job, tags, {**QUIET, **(run_config or {})})
 
     def _run(self, job: JobDefinition, tags: dict, run_config: dict) -> RunSummary:
@@ -101,6 +110,10 @@ class Platform:
                     error = error.cause
             elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
                 evaluation = event.event_specific_data
+                if evaluation.check_name == FRESHNESS_CHECK:
+                    # Judged against today's session, not the test's: test_freshness.py.
+                    summary.freshness_checked.add(evaluation.asset_key.to_user_string())
+                    continue
                 summary.checks[evaluation.check_name] = evaluation.passed
                 asset = evaluation.asset_key.to_user_string()
                 summary.asset_checks[(asset, evaluation.check_name)] = evaluation.passed
@@ -115,3 +128,19 @@ class Platform:
 
     def warehouse_frame(self, table: str) -> pl.DataFrame:
         return warehouse_for(self.settings.warehouse_url.value).read(table)
+
+
+def local_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, universe: str = "AAPL,MSFT,SPY"
+) -> Platform:
+    """A local lake and an embedded DuckDB under `tmp_path`, with `symbol_universe` loaded."""
+    platform = Platform(
+        {
+            "FINTRACK_UNIVERSE": universe,
+            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
+            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
+        },
+        monkeypatch,
+    )
+    assert platform.universe().success
+    return platform

@@ -7,6 +7,7 @@ import pytest
 from dagster import DagsterInstance, build_schedule_context
 
 from fintrack_assets import defs
+from fintrack_assets.checks import AS_OF_TAG
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -56,3 +57,17 @@ def test_the_monthly_schedule_requests_the_month_that_ended():
 def test_the_maintenance_schedule_stays_at_06_00_utc():
     schedule = defs.resolve_schedule_def("lake_maintenance_schedule")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 6 * * *", "UTC")
+
+
+def test_the_freshness_schedule_ticks_at_18_00_on_sessions() -> None:
+    schedule = defs.resolve_schedule_def("session_freshness_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone) == (
+        "0 18 * * 1-5",
+        "America/New_York",
+    )
+    requests = _tick(
+        "session_freshness_schedule", dt.datetime(2025, 3, 14, 18, tzinfo=NEW_YORK)
+    ).run_requests
+    assert [r.tags[AS_OF_TAG] for r in requests] == ["2025-03-14T18:00:00-04:00"]
+    holiday = _tick("session_freshness_schedule", dt.datetime(2025, 7, 4, 18, tzinfo=NEW_YORK))
+    assert not holiday.run_requests and "no NYSE session" in (holiday.skip_message or "")

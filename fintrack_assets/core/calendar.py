@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
+from zoneinfo import ZoneInfo
 
 import exchange_calendars as xcals
 import numpy as np
@@ -90,3 +91,16 @@ def require_within_window(
             f"{outside.height} row(s) of {where} fall outside the partition window "
             f"[{start}, {end}), e.g. {outside.row(0, named=True)}"
         )
+
+
+def session_due(now: dt.datetime, deadline: dt.time) -> dt.date:
+    """The newest session whose data was due by `deadline` New York time on its day, as of
+    `now` (timezone-aware): before 18:00 on a session it is the previous session, and on a
+    holiday or weekend the last session before it."""
+    local = now.astimezone(ZoneInfo(TIMEZONE))
+    day = local.date() if local.time() >= deadline else local.date() - dt.timedelta(days=1)
+    sessions = nyse_sessions()
+    i = int(np.searchsorted(sessions, np.datetime64(day, "D"), side="right")) - 1
+    if i < 0:
+        raise ValueError(f"no NYSE session on or before {day}")
+    return sessions[i].astype(dt.date)
