@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.fintrack/dagster
 
-.PHONY: demo test dev bench lint format clean
+.PHONY: demo test dev bench screenshot lint format clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed: make PYTHON=python3.11 ...")'
@@ -27,6 +27,10 @@ dev: $(STAMP)  ## the Dagster UI on http://127.0.0.1:3000 with the demo's runs
 
 bench: $(STAMP)  ## the performance harness (benchmarks/README.md)
 	$(BIN)/python -m benchmarks
+
+screenshot: $(STAMP)  ## docs/images/asset-graph.png from the UI (needs Chromium: apt-get install chromium)
+	$(BIN)/pip install --quiet -e '.[screenshot]'
+	$(BIN)/python scripts/screenshot_asset_graph.py
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
