@@ -262,3 +262,23 @@ class StressTest(pa.DataFrameModel):
     @pa.dataframe_check
     def valued_with_a_method(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return data.lazyframe.select(pl.col("pnl_pct").is_null() == pl.col("method").is_null())
+
+
+class HoldingsMonthly(pa.DataFrameModel):
+    """`holdings_monthly`: one row per (month, portfolio_id, symbol), a snapshot taken on a
+    session of its own month; a long-only book loses at most everything in a month."""
+
+    month: pl.Date
+    date: pl.Date
+    portfolio_id: str = pa.Field(str_length={"min_value": 1})
+    symbol: str
+    return_month: float = pa.Field(nullable=True, ge=-1)
+
+    class Config:
+        unique = ("month", "portfolio_id", "symbol")
+
+    @pa.dataframe_check
+    def snapshot_in_its_month(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            (pl.col("date").dt.month_start() == pl.col("month")) & (pl.col("month").dt.day() == 1)
+        )

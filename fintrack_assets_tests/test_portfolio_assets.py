@@ -99,6 +99,7 @@ def test_trades_rejects_daily_and_monthly_holdings_end_to_end(platform):
 
     monthly_run = _materialise(platform, {"holdings_monthly"}, "2025-03-01", "2025-03-01")
     assert monthly_run.success
+    assert monthly_run.asset_checks == {("holdings_monthly", "contract"): True}
     monthly = platform.warehouse_frame("holdings_monthly")
     p2 = monthly.filter((pl.col("portfolio_id") == "P2") & (pl.col("symbol") == "CASH")).row(
         0, named=True

@@ -135,3 +135,22 @@ def test_factor_and_stress_contracts() -> None:
     assert contract_failures(StressTest, stress) is None
     unexplained = stress.with_columns(pl.Series("method", [None, None], dtype=pl.String))
     assert contract_failures(StressTest, unexplained) is not None
+
+
+def test_holdings_monthly_contract() -> None:
+    from fintrack_assets.schemas import HoldingsMonthly
+
+    march = dt.date(2025, 3, 1)
+    good = pl.DataFrame(
+        {
+            "month": [march, march],
+            "date": [dt.date(2025, 3, 31), dt.date(2025, 3, 31)],
+            "portfolio_id": ["P1", "P1"],
+            "symbol": ["AAPL", "CASH"],
+            "return_month": [0.02, 0.02],
+        }
+    )
+    assert contract_failures(HoldingsMonthly, good) is None
+    april_snapshot = good.with_columns(pl.lit(dt.date(2025, 4, 1)).alias("date"))
+    assert contract_failures(HoldingsMonthly, april_snapshot) is not None
+    assert contract_failures(HoldingsMonthly, pl.concat([good, good])) is not None

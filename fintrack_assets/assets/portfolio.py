@@ -47,7 +47,7 @@ from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import follows_upstream_once, months, trading_days, window_dates
 from fintrack_assets.resources.landing import LandingZone
-from fintrack_assets.schemas import PortfolioTrade
+from fintrack_assets.schemas import HoldingsMonthly, PortfolioTrade
 
 TRADES = "portfolio_trades"
 PRICE_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
@@ -281,12 +281,17 @@ def _reconciliation(
     metadata={"partition_expr": "month"},
     description="Month-end snapshot with the month's realised P&L, dividends, fees, net "
     "external flows and time-weighted return.",
+    check_specs=[
+        AssetCheckSpec(
+            "contract", asset="holdings_monthly", description="schemas.HoldingsMonthly holds."
+        )
+    ],
 )
 def holdings_monthly(
     context: AssetExecutionContext,
     portfolio_trades: pl.DataFrame,
     warehouse: ResourceParam[WarehouseIOManager],
-) -> Output[pl.DataFrame]:
+) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     start, end = window_dates(context.partition_time_window)
     # The last session before the first month carries the opening value.
     daily = warehouse.warehouse.read("holdings_daily", "date", start - dt.timedelta(days=10), end)
@@ -298,4 +303,5 @@ def holdings_monthly(
         month = next_month(month)
     result = pl.concat(frames)
     add_partition_metadata(context, "holdings_monthly", result, "month")
-    return Output(result, metadata={"rows_in_run": result.height, "months": len(frames)})
+    yield Output(result, metadata={"rows_in_run": result.height, "months": len(frames)})
+    yield contract_check(HoldingsMonthly, result, "holdings_monthly")
