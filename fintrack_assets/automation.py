@@ -1,5 +1,6 @@
 """Jobs and their schedules (the payments sensor lives beside its assets)."""
 
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 from dagster import (
@@ -36,6 +37,15 @@ PORTFOLIO_ASSETS = AssetSelection.assets(
     "portfolio_trades", "portfolio_trades_rejects", "holdings_daily", *RISK_ASSET_KEYS
 )
 
+
+def _session_tick(context: ScheduleEvaluationContext) -> dt.datetime | SkipReason:
+    """The tick's time in New York, or why nothing runs: the day is no NYSE session."""
+    moment = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
+    if not is_session(moment.date()):
+        return SkipReason(f"{moment.date()} is no NYSE session")
+    return moment
+
+
 daily_market_job = define_asset_job(
     "daily_market_job",
     selection=MARKET_ASSETS | PORTFOLIO_ASSETS,
@@ -56,10 +66,10 @@ def daily_market_schedule(context: ScheduleEvaluationContext) -> RunRequest | Sk
     """Built by hand rather than from the partitioned job: trading_days opens a session's
     partition at 16:05, so on a holiday the job's latest partition would be the next session,
     still in the future."""
-    day = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE)).date()
-    if not is_session(day):
-        return SkipReason(f"{day} is no NYSE session")
-    return RunRequest(partition_key=day.isoformat())
+    moment = _session_tick(context)
+    if isinstance(moment, SkipReason):
+        return moment
+    return RunRequest(partition_key=moment.date().isoformat())
 
 
 session_freshness_job = define_asset_job(
@@ -78,9 +88,9 @@ session_freshness_job = define_asset_job(
     "session's data? Nothing on an exchange holiday (no session was due).",
 )
 def session_freshness_schedule(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    moment = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
-    if not is_session(moment.date()):
-        return SkipReason(f"{moment.date()} is no NYSE session")
+    moment = _session_tick(context)
+    if isinstance(moment, SkipReason):
+        return moment
     return RunRequest(tags={AS_OF_TAG: moment.isoformat()})
 
 

@@ -63,10 +63,9 @@ class Topology:
         self.services: list[Service] = []
         self.commands: list[Path] = []
 
-    def start(self, name: str, args: list[str], env: Mapping[str, str]) -> Service:
-        log = self.logs / f"{name}.log"
+    def _spawn(self, log: Path, args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
-            process = subprocess.Popen(
+            return subprocess.Popen(
                 args,
                 cwd=self.cwd,
                 env=dict(env),
@@ -75,7 +74,10 @@ class Topology:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, ended as a whole
             )
-        service = Service(name, process, log)
+
+    def start(self, name: str, args: list[str], env: Mapping[str, str]) -> Service:
+        log = self.logs / f"{name}.log"
+        service = Service(name, self._spawn(log, args, env), log)
         self.services.append(service)
         return service
 
@@ -83,20 +85,15 @@ class Topology:
         """A one-shot command (like compose's pools-init); fails with its output."""
         log = self.logs / f"{name}.log"
         self.commands.append(log)
-        with log.open("ab") as out:
-            result = subprocess.run(
-                args,
-                cwd=self.cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-                start_new_session=True,
-            )
-        if result.returncode != 0:
-            raise RuntimeError(f"{name} exited with {result.returncode}:\n{tail(log)}")
+        process = self._spawn(log, args, env)
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+        if returncode != 0:
+            raise RuntimeError(f"{name} exited with {returncode}:\n{tail(log)}")
 
     def check_alive(self) -> None:
         for service in self.services:

@@ -31,7 +31,12 @@ from dagster import (
     sensor,
 )
 
-from fintrack_assets.assets.metadata import WAREHOUSE_POOL, add_partition_metadata, contract_check
+from fintrack_assets.assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    contract_spec,
+)
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
@@ -90,7 +95,7 @@ class PaymentsConfig(Config):
     pool=WAREHOUSE_POOL,
     check_specs=[
         AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
-        AssetCheckSpec("contract", asset=PAYMENTS, description="schemas.PaymentTransaction holds."),
+        contract_spec(PaymentTransaction, PAYMENTS),
     ],
 )
 def payment_transactions(

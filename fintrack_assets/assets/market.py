@@ -28,6 +28,7 @@ from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
     contract_check,
+    contract_spec,
     frame_metadata,
     markdown_table,
 )
@@ -229,11 +230,7 @@ class BronzeConfig(Config):
             asset="bronze_ohlcv",
             description="At most max_reject_share of raw rows rejected.",
         ),
-        AssetCheckSpec(
-            "contract",
-            asset="bronze_ohlcv",
-            description="Bronze rows satisfy the pandera contract (schemas.BronzeOHLCV).",
-        ),
+        contract_spec(BronzeOHLCV, "bronze_ohlcv"),
     ],
 )
 def validate_bronze_ohlcv(

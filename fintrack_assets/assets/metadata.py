@@ -6,7 +6,14 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
-from dagster import AssetCheckResult, AssetExecutionContext, MetadataValue, TableColumn, TableSchema
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+)
 from pandera.polars import DataFrameModel
 from tabulate import tabulate
 
@@ -31,6 +38,13 @@ def frame_metadata(frame: pl.DataFrame, seconds: float | None = None) -> dict[st
     if seconds is not None:
         metadata["compute_seconds"] = round(seconds, 3)
     return metadata
+
+
+def contract_spec(model: type[DataFrameModel], asset_key: str) -> AssetCheckSpec:
+    """The `contract` check of `asset_key`, which `contract_check` evaluates."""
+    return AssetCheckSpec(
+        "contract", asset=asset_key, description=f"schemas.{model.__name__} holds."
+    )
 
 
 def contract_check(

@@ -25,6 +25,7 @@ from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
     contract_check,
+    contract_spec,
     frame_metadata,
     markdown_table,
 )
@@ -81,7 +82,7 @@ class TradesConfig(Config):
     deps=["bronze_ohlcv"],
     check_specs=[
         AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
-        AssetCheckSpec("contract", asset=TRADES, description="schemas.PortfolioTrade holds."),
+        contract_spec(PortfolioTrade, TRADES),
     ],
 )
 def portfolio_trades(
@@ -281,11 +282,7 @@ def _reconciliation(
     metadata={"partition_expr": "month"},
     description="Month-end snapshot with the month's realised P&L, dividends, fees, net "
     "external flows and time-weighted return.",
-    check_specs=[
-        AssetCheckSpec(
-            "contract", asset="holdings_monthly", description="schemas.HoldingsMonthly holds."
-        )
-    ],
+    check_specs=[contract_spec(HoldingsMonthly, "holdings_monthly")],
 )
 def holdings_monthly(
     context: AssetExecutionContext,

@@ -12,7 +12,6 @@ import numpy as np
 import polars as pl
 from dagster import (
     AssetCheckResult,
-    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AssetIn,
@@ -29,6 +28,7 @@ from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
     contract_check,
+    contract_spec,
     markdown_table,
 )
 from fintrack_assets.core.calendar import nyse_sessions
@@ -81,12 +81,6 @@ _RISK_ASSET: dict[str, Any] = {
 Result = Iterator[Output[pl.DataFrame] | AssetCheckResult]
 
 
-def _contract(asset_key: str, model: type) -> list[AssetCheckSpec]:
-    return [
-        AssetCheckSpec("contract", asset=asset_key, description=f"schemas.{model.__name__} holds.")
-    ]
-
-
 def _sessions_before(day: dt.date, sessions: int) -> dt.date:
     """The session `sessions` sessions before the first session on or after `day`."""
     calendar = nyse_sessions()
@@ -120,7 +114,7 @@ class RiskConfig(Config):
 @asset(
     name="portfolio_returns",
     **_RISK_ASSET,
-    check_specs=_contract("portfolio_returns", PortfolioReturn),
+    check_specs=[contract_spec(PortfolioReturn, "portfolio_returns")],
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     ins={"portfolio_trades": AssetIn()},
     description="Per (date, portfolio_id): market value, net external flow, the day's "
@@ -156,7 +150,7 @@ def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date)
 @asset(
     name="portfolio_risk",
     **_RISK_ASSET,
-    check_specs=_contract("portfolio_risk", PortfolioRisk),
+    check_specs=[contract_spec(PortfolioRisk, "portfolio_risk")],
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -276,7 +270,7 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
 
 @asset(
     **_RISK_ASSET,
-    check_specs=_contract("portfolio_factor_exposures", FactorExposure),
+    check_specs=[contract_spec(FactorExposure, "portfolio_factor_exposures")],
     deps=[
         AssetDep("portfolio_returns", partition_mapping=_TRAILING),
         AssetDep("holdings_daily"),
@@ -312,7 +306,7 @@ def portfolio_factor_exposures(
 @asset(
     name="sector_exposure",
     **_RISK_ASSET,
-    check_specs=_contract("sector_exposure", SectorExposure),
+    check_specs=[contract_spec(SectorExposure, "sector_exposure")],
     deps=[AssetDep("holdings_daily")],
     ins={"symbol_universe": AssetIn()},
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
@@ -333,7 +327,7 @@ def sector_exposure_daily(
 @asset(
     name="holding_correlations",
     **_RISK_ASSET,
-    check_specs=_contract("holding_correlations", HoldingCorrelation),
+    check_specs=[contract_spec(HoldingCorrelation, "holding_correlations")],
     deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
     description="Per (date, portfolio_id, symbol_a, symbol_b): the 63-session correlation of "
     "the two holdings' daily returns, long format.",
@@ -355,7 +349,7 @@ def holding_correlations_daily(
 
 @asset(
     **_RISK_ASSET,
-    check_specs=_contract("portfolio_stress_tests", StressTest),
+    check_specs=[contract_spec(StressTest, "portfolio_stress_tests")],
     deps=[
         AssetDep("portfolio_factor_exposures"),
         AssetDep("sector_exposure"),
