@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
@@ -108,6 +109,16 @@ holdings_monthly_schedule = build_schedule_from_partitioned_job(
     description="holdings_monthly at 06:00 New York on the 1st, for the month that ended "
     "(after its last session's holdings).",
 )
+
+
+automation_sensor = AutomationConditionSensorDefinition(
+    "default_automation_condition_sensor",
+    target=AssetSelection.all(),
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Evaluates the assets' automation conditions (a new bronze session flows to "
+    "silver, holdings and risk) every 30 seconds.",
+)
+"""Declared so it starts RUNNING: the one Dagster makes by itself starts stopped."""
 
 
 @run_failure_sensor(

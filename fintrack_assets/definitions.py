@@ -1,11 +1,16 @@
-"""Assembles the code location: assets, checks, jobs and resources from the settings."""
+"""Assembles the code location: assets, checks, jobs and resources from the settings.
+
+Importing this module reads no environment: `defs` is Dagster's lazy loader, so a bad setting
+shows as the code location's load error (one line naming the variable), and `fintrack --help`
+works whatever the environment says.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, definitions, map_asset_specs
 
 from fintrack_assets.assets.fraud import (
     fraud_predictions,
@@ -19,6 +24,7 @@ from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, p
 from fintrack_assets.assets.risk import RISK_ASSETS
 from fintrack_assets.assets.silver import silver_ohlcv
 from fintrack_assets.automation import (
+    automation_sensor,
     daily_market_job,
     daily_market_schedule,
     holdings_monthly_job,
@@ -30,10 +36,11 @@ from fintrack_assets.automation import (
 from fintrack_assets.checks import session_freshness
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.partitions import partitions_for
 from fintrack_assets.resources.alerts import AlertWebhook
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.market_data import MarketDataResource
-from fintrack_assets.settings import Settings, get_settings
+from fintrack_assets.settings import DEFAULT_POLYGON_URL, Settings, get_settings
 
 ASSETS = [
     symbol_universe,
@@ -68,7 +75,11 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "market_data": MarketDataResource(
             source=settings.market_data,
             polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,
-            polygon_base_url=settings.polygon_url,
+            polygon_base_url=(
+                EnvVar("FINTRACK_POLYGON_URL")
+                if settings.polygon_url.value != DEFAULT_POLYGON_URL
+                else DEFAULT_POLYGON_URL
+            ),
         ),
         "alert_webhook": AlertWebhook(
             url=EnvVar("FINTRACK_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None
@@ -82,9 +93,12 @@ def build_resources(settings: Settings) -> dict[str, object]:
 
 
 def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -> Definitions:
-    """The code location; `resources` replaces named ones (another provider, say)."""
+    """The code location; `resources` replaces named ones (another provider, say). Partitions
+    start at FINTRACK_START_DATE: each kind's template (partitions.py) is swapped for the
+    settings' object of that kind."""
+    assets = map_asset_specs(partitions_for(settings.start_date).declared_by, ASSETS)
     return Definitions(
-        assets=ASSETS,
+        assets=assets,
         asset_checks=[session_freshness],
         jobs=[
             daily_market_job,
@@ -99,9 +113,12 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
             holdings_monthly_schedule,
             session_freshness_schedule,
         ],
-        sensors=[payment_files_sensor, run_failure_alert],
+        sensors=[payment_files_sensor, run_failure_alert, automation_sensor],
         resources={**build_resources(settings), **(resources or {})},
     )
 
 
-defs = build_defs(get_settings())
+@definitions
+def defs() -> Definitions:
+    """What `dagster dev -m fintrack_assets` loads: the settings are read here, not on import."""
+    return build_defs(get_settings())

@@ -1,21 +1,47 @@
-"""The partitions every asset shares: one object per kind (separate objects split backfills)."""
+"""The partitions every asset shares: one object per kind (separate objects split backfills).
+
+The first partition is FINTRACK_START_DATE, a setting, and settings are read when definitions are
+built, never on import. So asset modules declare their kind with the module-level templates below
+(which start at DEFAULT_START_DATE), and `build_defs` swaps each template for the object of the
+same kind built from the settings (`partitions_for`): still one object per kind in a code
+location.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import warnings
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from dagster import (
     AssetSelection,
+    AssetSpec,
     AutomationCondition,
+    BetaWarning,
     DailyPartitionsDefinition,
     MonthlyPartitionsDefinition,
     TimeWindow,
     TimeWindowPartitionsDefinition,
 )
 
-from fintrack_assets.core.calendar import TIMEZONE, last_known_session, non_session_weekdays
-from fintrack_assets.settings import get_settings
+from fintrack_assets.core.calendar import (
+    TIMEZONE,
+    last_known_session,
+    non_session_weekdays,
+    sessions_between,
+)
+from fintrack_assets.settings import DEFAULT_START_DATE
+
+# Two beta parameters this project relies on deliberately: `backfill_policy` (a range is one run)
+# and `allow_nonexistent_upstream_partitions` (trailing windows that start before the data).
+# Their BetaWarning tells a user of the platform nothing they can act on; every other one shows.
+warnings.filterwarnings(
+    "ignore",
+    message=r"Parameter `(backfill_policy|allow_nonexistent_upstream_partitions)`",
+    category=BetaWarning,
+)
 
 MARKET_CLOSE_PLUS = dt.time(16, 5)
 """A session's partition opens at 16:05 New York time, once the closing prints are in."""
@@ -35,20 +61,55 @@ def _trading_days(start: dt.date) -> TimeWindowPartitionsDefinition:
     )
 
 
-_settings = get_settings()
+def _calendar_days(start: dt.date) -> DailyPartitionsDefinition:
+    return DailyPartitionsDefinition(start_date=start.isoformat(), timezone=TIMEZONE, end_offset=1)
 
-trading_days = _trading_days(_settings.start_date)
-"""One partition per NYSE session (exchange_calendars XNYS), key YYYY-MM-DD, New York time."""
 
-calendar_days = DailyPartitionsDefinition(
-    start_date=_settings.start_date.isoformat(), timezone=TIMEZONE, end_offset=1
+def _months(start: dt.date) -> MonthlyPartitionsDefinition:
+    return MonthlyPartitionsDefinition(
+        start_date=start.replace(day=1).isoformat(), timezone=TIMEZONE
+    )
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """The three kinds for one first day."""
+
+    trading_days: TimeWindowPartitionsDefinition
+    """One partition per NYSE session (exchange_calendars XNYS), key YYYY-MM-DD, New York
+    time."""
+    calendar_days: DailyPartitionsDefinition
+    """Every day, for payment transactions (people pay on Sundays). Today is a partition too:
+    files land during the day and each new file re-runs it."""
+    months: MonthlyPartitionsDefinition
+
+    def declared_by(self, spec: AssetSpec) -> AssetSpec:
+        """`spec` with its template partitions (the kind it declares) replaced by these."""
+        template = spec.partitions_def
+        for kind in ("trading_days", "calendar_days", "months"):
+            if template is getattr(TEMPLATES, kind):
+                return spec.replace_attributes(partitions_def=getattr(self, kind))
+        return spec
+
+
+@functools.cache
+def partitions_for(start: dt.date) -> Partitions:
+    """The partitions of a code location whose FINTRACK_START_DATE is `start`; cached, so every
+    Definitions built for the same start shares the same objects."""
+    if start == DEFAULT_START_DATE:
+        return TEMPLATES
+    return Partitions(_trading_days(start), _calendar_days(start), _months(start))
+
+
+TEMPLATES = Partitions(
+    _trading_days(DEFAULT_START_DATE),
+    _calendar_days(DEFAULT_START_DATE),
+    _months(DEFAULT_START_DATE),
 )
-"""Every day, for payment transactions (people pay on Sundays). Today is a partition too:
-files land during the day and each new file re-runs it."""
-
-months = MonthlyPartitionsDefinition(
-    start_date=_settings.start_date.replace(day=1).isoformat(), timezone=TIMEZONE
-)
+trading_days = TEMPLATES.trading_days
+"""The template the trading_days assets declare (see the module docstring)."""
+calendar_days = TEMPLATES.calendar_days
+months = TEMPLATES.months
 
 
 def window_dates(window: TimeWindow) -> tuple[dt.date, dt.date]:
@@ -59,13 +120,11 @@ def window_dates(window: TimeWindow) -> tuple[dt.date, dt.date]:
 def latest_closed_session(now: dt.datetime | None = None) -> str:
     """The newest trading_days key whose session has closed (16:05 New York has passed)."""
     now = now or dt.datetime.now(_NEW_YORK)
-    keys = trading_days.get_partition_keys(current_time=now)
-    for key in reversed(keys):
-        session_ready = dt.datetime.combine(
-            dt.date.fromisoformat(key), MARKET_CLOSE_PLUS, _NEW_YORK
-        )
-        if session_ready <= now:
-            return key
+    today = now.astimezone(_NEW_YORK).date()
+    recent = sessions_between(today - dt.timedelta(days=14), today + dt.timedelta(days=1))
+    for day in reversed(recent):
+        if dt.datetime.combine(day, MARKET_CLOSE_PLUS, _NEW_YORK) <= now:
+            return day.isoformat()
     raise ValueError(f"no session of trading_days has closed by {now.isoformat()}")
 
 

@@ -1,6 +1,7 @@
 """Every environment variable the code location reads, parsed and validated in one place.
 
-A bad value fails at load time with one line that names the variable and what it accepts.
+A bad value fails when definitions are built (or a `fintrack` command starts) with one line that
+names the variable and what it accepts. Nothing here reads the environment on import.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from fintrack_assets.core.calendar import EPOCH
 from fintrack_assets.core.universe import parse_universe_spec
 
 MARKET_DATA_SOURCES = ("synthetic", "yfinance", "polygon")
 FRAUD_SCORERS = ("local", "http")
+DEFAULT_START_DATE = dt.date(2020, 1, 2)
+DEFAULT_POLYGON_URL = "https://api.polygon.io"
 
 
 class SettingsError(ValueError):
@@ -34,20 +37,39 @@ class Secret:
 
     __str__ = __repr__
 
+    @property
+    def shown(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True)
+class SecretUrl(Secret):
+    """A URL whose user, password, path and query may carry a credential (a webhook's path, an
+    API's `?token=`): it prints as scheme://host:port/… only."""
+
+    def __repr__(self) -> str:
+        return f"SecretUrl({self.shown!r})"
+
+    __str__ = __repr__
+
+    @property
+    def shown(self) -> str:
+        return redact_url(self.value)
+
 
 @dataclass(frozen=True)
 class Settings:
     lake_url: str
-    warehouse_url: Secret
+    warehouse_url: SecretUrl
     market_data: str
     polygon_api_key: Secret | None
-    polygon_url: str
+    polygon_url: SecretUrl
     universe: str
     start_date: dt.date
     fraud_scorer: str
-    fraud_api_url: str | None
+    fraud_api_url: SecretUrl | None
     fraud_api_token: Secret | None
-    alert_webhook_url: str | None
+    alert_webhook_url: SecretUrl | None
     s3_storage_options: Mapping[str, str] = field(repr=False)
 
     @property
@@ -56,7 +78,42 @@ class Settings:
 
     @property
     def warehouse_display(self) -> str:
-        return redact_url(self.warehouse_url.value)
+        return self.warehouse_url.shown
+
+    @property
+    def lake_display(self) -> str:
+        return redact_url(self.lake_url)
+
+    def shown(self) -> list[tuple[str, str]]:
+        """Every variable the code reads and what it resolved to, secrets masked: what
+        `fintrack settings` prints."""
+
+        def show(value: Secret | str | None) -> str:
+            if value is None:
+                return "-"
+            return value.shown if isinstance(value, Secret) else value
+
+        aws = self.s3_storage_options
+        return [
+            ("FINTRACK_LAKE_URL", self.lake_display),
+            ("FINTRACK_WAREHOUSE_URL", self.warehouse_display),
+            ("FINTRACK_MARKET_DATA", self.market_data),
+            ("POLYGON_API_KEY", show(self.polygon_api_key)),
+            ("FINTRACK_POLYGON_URL", show(self.polygon_url)),
+            ("FINTRACK_UNIVERSE", self.universe),
+            ("FINTRACK_START_DATE", self.start_date.isoformat()),
+            ("FINTRACK_FRAUD_SCORER", self.fraud_scorer),
+            ("FINTRACK_FRAUD_API_URL", show(self.fraud_api_url)),
+            ("FINTRACK_FRAUD_API_TOKEN", show(self.fraud_api_token)),
+            ("FINTRACK_ALERT_WEBHOOK_URL", show(self.alert_webhook_url)),
+            (
+                "AWS_ENDPOINT_URL",
+                redact_url(aws["AWS_ENDPOINT_URL"]) if "AWS_ENDPOINT_URL" in aws else "-",
+            ),
+            ("AWS_REGION", aws["AWS_REGION"]),
+            ("AWS_PROFILE", aws.get("AWS_PROFILE", "-")),
+            *((name, "***" if name in aws else "-") for name in AWS_SECRETS),
+        ]
 
     @property
     def lake_is_s3(self) -> bool:
@@ -79,25 +136,14 @@ class Settings:
                 "POLYGON_API_KEY is required when FINTRACK_MARKET_DATA=polygon: "
                 "set it to your Polygon.io API key"
             )
-        polygon_url = get("FINTRACK_POLYGON_URL", "https://api.polygon.io")
+        polygon_url = _http_url(
+            get("FINTRACK_POLYGON_URL", DEFAULT_POLYGON_URL), "FINTRACK_POLYGON_URL"
+        )
         assert polygon_url is not None
-        if (
-            urlsplit(polygon_url).scheme not in ("http", "https")
-            or not urlsplit(polygon_url).netloc
-        ):
-            raise SettingsError(
-                "FINTRACK_POLYGON_URL must be an http:// or https:// URL, "
-                f"got {redact_url(polygon_url)!r}"
-            )
         fraud_scorer = _choice(
             get("FINTRACK_FRAUD_SCORER", "local"), "FINTRACK_FRAUD_SCORER", FRAUD_SCORERS
         )
-        fraud_api_url = get("FINTRACK_FRAUD_API_URL")
-        if fraud_api_url is not None and urlsplit(fraud_api_url).scheme not in ("http", "https"):
-            raise SettingsError(
-                "FINTRACK_FRAUD_API_URL must be an http:// or https:// URL, "
-                f"got {redact_url(fraud_api_url)!r}"
-            )
+        fraud_api_url = _http_url(get("FINTRACK_FRAUD_API_URL"), "FINTRACK_FRAUD_API_URL")
         if fraud_scorer == "http" and not fraud_api_url:
             raise SettingsError(
                 "FINTRACK_FRAUD_API_URL is required when FINTRACK_FRAUD_SCORER=http: "
@@ -114,22 +160,26 @@ class Settings:
             ) from None
         return cls(
             lake_url=_lake_url(get("FINTRACK_LAKE_URL", ".fintrack/lake")),
-            warehouse_url=Secret(
+            warehouse_url=SecretUrl(
                 _warehouse_url(
                     get("FINTRACK_WAREHOUSE_URL", "duckdb:///.fintrack/warehouse.duckdb")
                 )
             ),
             market_data=market_data,
             polygon_api_key=Secret(polygon_key) if polygon_key else None,
-            polygon_url=polygon_url.rstrip("/"),
+            polygon_url=SecretUrl(polygon_url.rstrip("/")),
             universe=universe,
-            start_date=_start_date(get("FINTRACK_START_DATE", "2020-01-02")),
+            start_date=_start_date(get("FINTRACK_START_DATE", DEFAULT_START_DATE.isoformat())),
             fraud_scorer=fraud_scorer,
-            fraud_api_url=fraud_api_url,
+            fraud_api_url=SecretUrl(fraud_api_url) if fraud_api_url else None,
             fraud_api_token=Secret(token) if (token := get("FINTRACK_FRAUD_API_TOKEN")) else None,
-            alert_webhook_url=_http_url(
-                get("FINTRACK_ALERT_WEBHOOK_URL"), "FINTRACK_ALERT_WEBHOOK_URL"
-            ),
+            alert_webhook_url=SecretUrl(webhook)
+            if (
+                webhook := _http_url(
+                    get("FINTRACK_ALERT_WEBHOOK_URL"), "FINTRACK_ALERT_WEBHOOK_URL"
+                )
+            )
+            else None,
             s3_storage_options=_s3_storage_options(env),
         )
 
@@ -192,18 +242,13 @@ def _start_date(value: str | None) -> dt.date:
     return day
 
 
+AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
 def _s3_storage_options(env: Mapping[str, str]) -> dict[str, str]:
     """The standard AWS_* variables, passed explicitly to delta-rs' object store."""
     options = {
-        key: env[key]
-        for key in (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-            "AWS_ENDPOINT_URL",
-            "AWS_PROFILE",
-        )
-        if env.get(key)
+        key: env[key] for key in (*AWS_SECRETS, "AWS_ENDPOINT_URL", "AWS_PROFILE") if env.get(key)
     }
     options["AWS_REGION"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
     endpoint = options.get("AWS_ENDPOINT_URL", "")
@@ -213,27 +258,29 @@ def _s3_storage_options(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def _http_url(value: str | None, name: str) -> str | None:
-    if value is not None and urlsplit(value).scheme not in ("http", "https"):
+    if value is not None and (
+        urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname
+    ):
         raise SettingsError(f"{name} must be an http:// or https:// URL, got {redact_url(value)!r}")
     return value
 
 
 def redact_url(url: str) -> str:
-    """The URL as logs, metadata and errors may show it: a password, a bare `token@host` and
-    every query value (any of them may be the credential) become ***."""
+    """The URL as logs, metadata, errors and the CLI may show it: scheme://host:port/…, since
+    the user, password, path (a webhook's `/services/T000/B000/SECRET`) and query (`?token=`)
+    may each be the credential. A local path or a DuckDB file (no host) is shown as it is."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None and not parts.query:
-        return url  # unchanged: urlunsplit would drop the empty authority of duckdb:////x
-    host = parts.netloc.rpartition("@")[2]
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
-    elif parts.username is not None:
-        netloc = f"***@{host}"
-    query = urlencode(
-        [(key, "***") for key, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*"
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if not parts.netloc:
+        return url
+    try:
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # an unparseable port: show no part of the authority
+        host, port = "***", ""
+    if ":" in host:
+        host = f"[{host}]"
+    masked = (parts.path.strip("/"), parts.query, parts.fragment, parts.username, parts.password)
+    return f"{parts.scheme}://{host}{port}{'/…' if any(masked) else ''}"
 
 
 def get_settings() -> Settings:

@@ -44,7 +44,9 @@ def _job_run(platform: Platform, first: str, last: str):
 
 
 def test_the_job_is_the_whole_chain_of_a_session() -> None:
-    from fintrack_assets import defs
+    from fintrack_assets import defs as load_defs
+
+    defs = load_defs()
 
     job = defs.resolve_job_def("daily_market_job")
     selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}

@@ -10,9 +10,11 @@ import pytest
 from dagster import AssetKey
 from deltalake import DeltaTable
 
-from fintrack_assets import defs
+from fintrack_assets import defs as load_defs
 from fintrack_assets.cli import main
 from fintrack_assets.partitions import calendar_days, months, trading_days
+
+defs = load_defs()
 
 BIN = Path(sys.executable).parent
 

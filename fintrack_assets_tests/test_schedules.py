@@ -6,8 +6,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import DagsterInstance, build_schedule_context
 
-from fintrack_assets import defs
+from fintrack_assets import defs as load_defs
 from fintrack_assets.checks import AS_OF_TAG
+
+defs = load_defs()
 
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -60,7 +60,7 @@ def test_secrets_never_print():
     printed = repr(settings) + str(settings.polygon_api_key) + settings.warehouse_display
     assert "pk_live_SECRET" not in printed
     assert "hunter2" not in printed
-    assert settings.warehouse_display == "postgresql://app:***@db:5432/fintrack"
+    assert settings.warehouse_display == "postgresql://db:5432/…"
     assert repr(Secret("x")) == "Secret('***')"
 
 
@@ -68,14 +68,14 @@ def test_a_bad_postgres_url_never_echoes_its_password():
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"FINTRACK_WAREHOUSE_URL": "postgresql://app:hunter2@/"})
     assert "hunter2" not in str(raised.value)
-    assert redact_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
+    assert redact_url("postgresql://u:p@h/d") == "postgresql://h/…"
 
 
 def test_a_bad_fraud_api_url_never_echoes_a_token():
     with pytest.raises(SettingsError) as raised:
         Settings.from_env({"FINTRACK_FRAUD_API_URL": "ftp://tok3n@api/v1?key=s3cret&x=1"})
     assert "tok3n" not in str(raised.value) and "s3cret" not in str(raised.value)
-    assert "ftp://***@api/v1?key=***&x=***" in str(raised.value)
+    assert "'ftp://api/…'" in str(raised.value)
     assert redact_url("duckdb:////abs/w.duckdb") == "duckdb:////abs/w.duckdb"
 
 
