@@ -33,6 +33,7 @@ from fintrack_assets.automation import (
     session_freshness_job,
     session_freshness_schedule,
 )
+from fintrack_assets.catalog import catalog
 from fintrack_assets.checks import session_freshness
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
@@ -98,7 +99,7 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     settings' object of that kind."""
     assets = map_asset_specs(partitions_for(settings.start_date).declared_by, ASSETS)
     return Definitions(
-        assets=assets,
+        assets=catalog(assets, settings),
         asset_checks=[session_freshness],
         jobs=[
             daily_market_job,

@@ -576,8 +576,8 @@ def test_resource_http_scores_through_the_api(sleeps: list[float]) -> None:
 def test_resource_refuses_http_without_url_and_unknown_kinds() -> None:
     with pytest.raises(ValueError, match="FINTRACK_FRAUD_API_URL"):
         FraudScorer(kind="http").score(features(1))
-    with pytest.raises(ValueError, match="unknown fraud scorer kind 'remote'"):
-        FraudScorer(kind="remote").scorer()
+    with pytest.raises(ValueError, match="Input should be 'local' or 'http'"):
+        FraudScorer(kind="remote")
 
 
 def test_resource_inside_an_asset_and_failing_at_run_start() -> None:

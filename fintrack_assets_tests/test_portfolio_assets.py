@@ -3,7 +3,7 @@ holdings in the warehouse, on DuckDB and PostgreSQL."""
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetKey, DagsterInvalidConfigError
 from polars.testing import assert_frame_equal
 
 from fintrack_assets.resources.landing import LandingZone
@@ -151,5 +151,5 @@ def test_the_cost_method_is_run_config(platform, tmp_path):
         asset_selection={AssetKey("holdings_daily")}
     )
     config = {**QUIET, "ops": {"holdings_daily": {"config": {"method": "lifo"}}}}
-    failed = platform._run(job, {"dagster/partition": "2025-03-10"}, config)
-    assert not failed.success and "method must be one of average, fifo" in failed.failure
+    with pytest.raises(DagsterInvalidConfigError, match=r"method not in enum type.*got lifo"):
+        platform._run(job, {"dagster/partition": "2025-03-10"}, config)

@@ -30,6 +30,7 @@ from dagster import (
     multi_asset,
     sensor,
 )
+from pydantic import Field
 
 from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
@@ -69,23 +70,28 @@ def _source(zone: LandingZone, file: LandingFile) -> str:
 
 
 class PaymentsConfig(Config):
-    chunk_rows: int = 5000
-    """Rows parsed at a time: memory stays flat whatever the file size."""
-    max_reject_share: float = 0.01
-    """The reject-share check warns above this share of rows."""
+    chunk_rows: int = Field(
+        default=5000,
+        description="Rows of a landing file parsed at a time: memory stays flat whatever "
+        "the file's size.",
+    )
+    max_reject_share: float = Field(
+        default=0.01,
+        description="The reject_share check warns above this share of rows refused (0.01 = 1 %).",
+    )
 
 
 @multi_asset(
     outs={
         PAYMENTS: AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Valid payment transactions from "
             "<lake>/landing/payment_transactions/date=YYYY-MM-DD/*.csv; `date` is the UTC day.",
         ),
         REJECTS: AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Payment rows refused, with file, line and reason.",
         ),
     },
@@ -188,23 +194,25 @@ def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.Da
 
 
 class FraudConfig(Config):
-    history_days: int = 30
-    """Days of earlier transactions the features look back over (z-score, velocity, first
-    time at a merchant)."""
+    history_days: int = Field(
+        default=30,
+        description="Days of earlier transactions the features look back over (amount "
+        "z-score, velocity, first time at a merchant).",
+    )
 
 
 @multi_asset(
     outs={
         PREDICTIONS: AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Per transaction: fraud_score in [0, 1], is_fraud, model_version, "
             "reasons, scored_at. A re-run replaces its days: an upsert by transaction_id, "
             "since a transaction's day is its timestamp's.",
         ),
         FAILURES: AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Transactions whose scoring batch failed after its retries, with the "
             "batch, error and attempts: scored again by the next run of their day.",
         ),

@@ -23,6 +23,7 @@ from dagster import (
     asset,
     multi_asset,
 )
+from pydantic import Field
 
 from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
@@ -54,17 +55,25 @@ MARKET_DATA_POOL = "market_data_api"
 
 
 class UniverseConfig(Config):
-    universe: str | None = None
-    """Overrides FINTRACK_UNIVERSE for this run: sample, sp500, AAPL,MSFT, a CSV, synthetic:N."""
-    refresh_metadata: bool = True
-    """Ask the provider for name, sector and industry of symbols whose metadata is stale."""
-    metadata_max_age_days: int = 30
+    universe: str | None = Field(
+        default=None,
+        description="Overrides FINTRACK_UNIVERSE for this run: sample, sp500, a comma list "
+        "like AAPL,MSFT, a CSV path, or synthetic:N. Unset: FINTRACK_UNIVERSE.",
+    )
+    refresh_metadata: bool = Field(
+        default=True,
+        description="Ask the market-data provider for name, sector and industry of symbols "
+        "whose metadata is older than metadata_max_age_days.",
+    )
+    metadata_max_age_days: int = Field(
+        default=30, description="Days a symbol's provider metadata stays fresh."
+    )
 
 
 @asset(
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
-    kinds={"polars", "duckdb"},
+    kinds={"polars"},
     group_name="market",
     description="The symbols the market assets fetch, with name, sector, industry and type.",
 )
@@ -114,15 +123,18 @@ def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.d
 
 
 class RawConfig(Config):
-    max_failed_share: float = 0.05
-    """The symbol-failures check fails when more than this share of the universe failed."""
+    max_failed_share: float = Field(
+        default=0.05,
+        description="The symbol_failures check fails when more than this share of the "
+        "universe failed to fetch (0.05 = 5 %).",
+    )
 
 
 @asset(
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="lake",
-    kinds={"deltalake", "polars"},
+    kinds={"polars"},
     pool=MARKET_DATA_POOL,
     retry_policy=FETCH_RETRY,
     group_name="market",
@@ -204,20 +216,23 @@ def raw_ohlcv(
 
 
 class BronzeConfig(Config):
-    max_reject_share: float = 0.01
-    """The reject-share check fails above this share of raw rows."""
+    max_reject_share: float = Field(
+        default=0.01,
+        description="The reject_share check fails above this share of raw rows rejected "
+        "(0.01 = 1 %).",
+    )
 
 
 @multi_asset(
     outs={
         "bronze_ohlcv": AssetOut(
             io_manager_key="lake",
-            kinds={"deltalake", "polars"},
+            kinds={"polars"},
             description="Validated daily bars, one per (symbol, session), prices as traded.",
         ),
         "bronze_ohlcv_rejects": AssetOut(
             io_manager_key="lake",
-            kinds={"deltalake", "polars"},
+            kinds={"polars"},
             description="raw_ohlcv rows that failed validation, with the reasons.",
         ),
     },

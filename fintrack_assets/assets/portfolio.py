@@ -20,6 +20,7 @@ from dagster import (
     asset,
     multi_asset,
 )
+from pydantic import Field
 
 from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
@@ -30,7 +31,7 @@ from fintrack_assets.assets.metadata import (
     markdown_table,
 )
 from fintrack_assets.core.holdings import (
-    METHODS,
+    CostMethod,
     external_flows,
     holdings,
     monthly,
@@ -60,20 +61,23 @@ def _prices(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
 
 
 class TradesConfig(Config):
-    max_reject_share: float = 0.01
-    """The reject-share check warns above this share of trade rows."""
+    max_reject_share: float = Field(
+        default=0.01,
+        description="The reject_share check warns above this share of trade rows refused "
+        "(0.01 = 1 %).",
+    )
 
 
 @multi_asset(
     outs={
         TRADES: AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Every valid trade from <lake>/landing/portfolio_trades/*.csv.",
         ),
         "portfolio_trades_rejects": AssetOut(
             io_manager_key="warehouse",
-            kinds={"polars", "duckdb"},
+            kinds={"polars"},
             description="Trade rows refused, with file, line and reason.",
         ),
     },
@@ -156,8 +160,11 @@ def portfolio_trades(
 
 
 class HoldingsConfig(Config):
-    method: str = "average"
-    """Cost method: `average` (the contract's) or `fifo`."""
+    method: CostMethod = Field(
+        default="average",
+        description="Cost method of realised P&L and cost basis: average (the contract's) "
+        "or fifo (first lots sold first).",
+    )
 
 
 @asset(
@@ -166,7 +173,7 @@ class HoldingsConfig(Config):
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
-    kinds={"polars", "duckdb"},
+    kinds={"polars"},
     group_name="portfolio",
     deps=["bronze_ohlcv"],
     ins={TRADES: AssetIn()},
@@ -188,8 +195,6 @@ def holdings_daily(
     portfolio_trades: pl.DataFrame,
     lake: ResourceParam[LakeIOManager],
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    if config.method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")
     start, end = window_dates(context.partition_time_window)
     started = time.perf_counter()
     first = portfolio_trades["date"].min() if not portfolio_trades.is_empty() else start
@@ -275,7 +280,7 @@ def _reconciliation(
     backfill_policy=BackfillPolicy.single_run(),
     io_manager_key="warehouse",
     pool=WAREHOUSE_POOL,
-    kinds={"polars", "duckdb"},
+    kinds={"polars"},
     group_name="portfolio",
     deps=["holdings_daily"],
     ins={TRADES: AssetIn()},

@@ -23,6 +23,7 @@ from dagster import (
     TimeWindowPartitionMapping,
     asset,
 )
+from pydantic import Field
 
 from fintrack_assets.assets.metadata import (
     WAREHOUSE_POOL,
@@ -62,7 +63,7 @@ HISTORY_SESSIONS = TAIL_WINDOW + 1
 """Sessions before a run's first one that its trailing windows reach (one more for the first
 return)."""
 GROUP = "risk"
-KINDS = {"polars", "duckdb"}
+KINDS = {"polars"}
 _TRAILING = TimeWindowPartitionMapping(
     start_offset=-HISTORY_SESSIONS, allow_nonexistent_upstream_partitions=True
 )
@@ -106,9 +107,11 @@ def _holdings(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl
 
 
 class RiskConfig(Config):
-    risk_free_rate: float = 0.0
-    """Annual risk-free rate for Sharpe, Sortino and alpha (0.04 = 4 %), applied per session
-    as rate / 252."""
+    risk_free_rate: float = Field(
+        default=0.0,
+        description="Annual risk-free rate for Sharpe, Sortino and alpha (0.04 = 4 %), "
+        "applied per session as rate / 252.",
+    )
 
 
 @asset(

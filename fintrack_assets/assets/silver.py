@@ -61,7 +61,7 @@ def _spec(interval: int, widest: int) -> AssetSpec:
         ],
         partitions_def=trading_days,
         group_name="silver",
-        kinds={"deltalake", "polars"},
+        kinds={"polars"},
         description=(
             f"Bars of {interval} consecutive NYSE sessions, aligned on the session epoch; "
             "partition D holds the bars whose bucket ends on D, on D's price basis."

@@ -16,13 +16,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import polars as pl
 
 from fintrack_assets.core.calendar import sessions_between
 
 CASH = "CASH"
-METHODS = ("average", "fifo")
+CostMethod = Literal["average", "fifo"]
+METHODS: tuple[str, ...] = get_args(CostMethod)
 EPSILON = 1e-9
 """Shares below this count as none (float residue of partial sells)."""
 

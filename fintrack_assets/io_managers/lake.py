@@ -20,6 +20,7 @@ import pyarrow as pa
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
+from pydantic import Field
 
 from fintrack_assets.core.calendar import require_within_window
 from fintrack_assets.io_managers.context import input_columns, partition_column
@@ -283,8 +284,11 @@ class LakeIOManager(ConfigurableIOManager):
     A partitioned asset names its date column with the definition metadata `partition_expr`
     (default `date`); an input may ask for a subset of columns with `columns`."""
 
-    lake_url: str
-    storage_options: dict[str, str]
+    lake_url: str = Field(description="The lake's root: a local folder or s3://bucket/prefix.")
+    storage_options: dict[str, str] = Field(
+        description="deltalake's object-store options (AWS_ENDPOINT_URL, AWS_REGION, "
+        "AWS_ALLOW_HTTP); S3 keys are read from the AWS_* environment variables."
+    )
 
     def table_uri(self, asset_key_path: list[str]) -> str:
         return "/".join([self.lake_url.rstrip("/"), *asset_key_path])

@@ -28,6 +28,7 @@ import polars as pl
 import psycopg
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 from psycopg import sql
+from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
@@ -548,7 +549,11 @@ class WarehouseIOManager(ConfigurableIOManager):
     Partitioned assets name their date column with the definition metadata `partition_expr`
     (default `date`)."""
 
-    url: str
+    url: str = Field(
+        repr=False,
+        description="duckdb:///path/file.duckdb or postgresql://user:pass@host:port/db "
+        "(FINTRACK_WAREHOUSE_URL).",
+    )
 
     @property
     def warehouse(self) -> Warehouse:

@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx
@@ -63,7 +63,8 @@ from fintrack_assets.settings import redact_url
 LOGGER = logging.getLogger(__name__)
 
 ID = "transaction_id"
-KINDS = ("local", "http")
+ScorerKind = Literal["local", "http"]
+KINDS: tuple[str, ...] = get_args(ScorerKind)
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "transaction_id": pl.String(),
     "fraud_score": pl.Float64(),
@@ -670,7 +671,9 @@ def _result(outcomes: list[_Outcome], prepared: _Prepared, seconds: float) -> Sc
 class FraudScorer(ConfigurableResource):
     """Scores feature frames with the shipped model (`local`) or the ML API (`http`)."""
 
-    kind: str = Field(default="local", description="local (shipped model) or http (ML API).")
+    kind: ScorerKind = Field(
+        default="local", description="local (the shipped model, in process) or http (the ML API)."
+    )
     api_url: str | None = Field(
         default=None, repr=False, description="The ML API's base URL; POSTs go to <url>/predict."
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -67,15 +67,23 @@ class SyntheticProvider:
 class MarketDataResource(ConfigurableResource):
     """Daily bars for a universe over a window of sessions, from the configured provider."""
 
-    source: str = "synthetic"
-    polygon_api_key: str | None = Field(default=None, repr=False)
-    polygon_base_url: str = "https://api.polygon.io"
+    source: Literal["synthetic", "yfinance", "polygon"] = Field(
+        default="synthetic",
+        description="Where bars come from: synthetic (generated, offline), yfinance (Yahoo "
+        "Finance) or polygon (Polygon.io, needs polygon_api_key).",
+    )
+    polygon_api_key: str | None = Field(
+        default=None, repr=False, description="Polygon.io API key (POLYGON_API_KEY)."
+    )
+    polygon_base_url: str = Field(
+        default="https://api.polygon.io", description="Polygon.io's API root (a stub in tests)."
+    )
     batch_size_single: int = Field(default=100, description="Symbols per batch, one session.")
     batch_size_range: int = Field(default=50, description="Symbols per batch, several sessions.")
     max_concurrency: int = Field(default=16, description="Polygon requests in flight at most.")
     yfinance_threads: int = Field(default=4, description="Threads yf.download may use.")
     max_attempts: int = Field(default=4, description="Attempts per failed symbol or request.")
-    timeout_seconds: float = 30.0
+    timeout_seconds: float = Field(default=30.0, description="Per Polygon request.")
 
     _cached: object | None = PrivateAttr(default=None)
 
