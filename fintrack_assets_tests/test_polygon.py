@@ -42,7 +42,10 @@ D = dt.date
 RANGE = [D(2024, 6, 6), D(2024, 6, 7), D(2024, 6, 10), D(2024, 6, 11)]
 ONE = [D(2024, 6, 10)]
 COLUMNS = list(empty_bars().columns)
-LINE = re.compile(r"^batch (\d+)/(\d+): (\d+) symbols, \d+\.\d s, (\d+) failed$")
+LINE = re.compile(
+    r"^batch (\d+)/(\d+) \((?:\d+ done, )?\d+ %\): (\d+) symbols?, \d+\.\d s, (\d+) failed, "
+    r"(?:ETA .+|.+ in all)$"
+)
 
 
 class Calls:

@@ -202,8 +202,8 @@ def test_failed_ticker_is_retried_alone_and_recorded_with_its_error():
     assert result.bars["symbol"].unique().to_list() == ["SPLT"]
     assert result.symbols_requested == 2 and result.symbols_failed == 1
     assert result.requests == 4 + 1  # 2 + 1 + 1 tickers downloaded, 1 split history
-    assert len(lines) == 1 and lines[0].startswith("batch 1/1: 2 symbols, ")
-    assert lines[0].endswith(", 1 failed")
+    assert len(lines) == 1 and lines[0].startswith("batch 1/1 (100 %): 2 symbols, ")
+    assert ", 1 failed, " in lines[0] and lines[0].endswith(" in all")
 
 
 def test_rate_limit_backs_off_longer_then_succeeds():
@@ -256,11 +256,11 @@ def test_batches_follow_the_window_and_split_history_is_asked_once_per_run():
     ranged = yahoo.fetch(["SPLT", "CALM", "BRK-B"], MARCH, log=lines.append)
     assert ranged.batch_size == 1 and len(ranged.batches) == 3
     assert [line.split(":")[0] for line in lines] == [
-        "batch 1/2",
-        "batch 2/2",
-        "batch 1/3",
-        "batch 2/3",
-        "batch 3/3",
+        "batch 1/2 (50 %)",
+        "batch 2/2 (100 %)",
+        "batch 1/3 (33 %)",
+        "batch 2/3 (66 %)",
+        "batch 3/3 (100 %)",
     ]
     assert sorted(adapter.split_calls) == ["BRK-B", "CALM", "SPLT"]
     assert row(ranged.bars, "BRK-B", D(2024, 3, 6))["close"] == 50.5

@@ -16,6 +16,7 @@ import polars as pl
 from tenacity import RetryCallState, wait_random_exponential
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
+from fintrack_assets.core.progress import progress_line
 
 FAILURE_SCHEMA: dict[str, pl.DataType] = {
     "symbol": pl.String(),
@@ -125,11 +126,18 @@ def in_batches(symbols: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(symbols[offset : offset + size])
 
 
-def batch_line(batch: Batch, total: int) -> str:
-    """The per-batch progress line, e.g. `batch 3/55: 100 symbols, 1.2 s, 2 failed`."""
-    return (
-        f"batch {batch.number}/{total}: {batch.symbols} symbols, "
-        f"{batch.seconds:.1f} s, {batch.failed} failed"
+def batch_line(batch: Batch, total: int, elapsed: float, done: int | None = None) -> str:
+    """The per-batch progress line, e.g.
+    `batch 3/55 (5 %): 100 symbols, 1.2 s, 2 failed, ETA 1 min 4 s`; `elapsed` is the time
+    since the fetch began, `done` the batches finished when they finish out of order."""
+    return progress_line(
+        "batch",
+        batch.number,
+        total,
+        f"{batch.symbols} symbol{'' if batch.symbols == 1 else 's'}, {batch.seconds:.1f} s, "
+        f"{batch.failed} failed",
+        elapsed,
+        done,
     )
 
 

@@ -57,13 +57,14 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from fintrack_assets.core.progress import progress_line
 from fintrack_assets.resources.fetching import Retryable, Sleep, retry_after, retry_wait
-from fintrack_assets.settings import redact_url
+from fintrack_assets.settings import FraudScorerKind, redact_url
 
 LOGGER = logging.getLogger(__name__)
 
 ID = "transaction_id"
-ScorerKind = Literal["local", "http"]
+ScorerKind = FraudScorerKind
 KINDS: tuple[str, ...] = get_args(ScorerKind)
 PREDICTION_SCHEMA: dict[str, pl.DataType] = {
     "transaction_id": pl.String(),
@@ -609,10 +610,12 @@ def _progress(outcomes: list[_Outcome], total: int, seconds: float) -> str:
     failed = sum(o.error is not None for o in outcomes)
     retries = sum(max(0, o.attempts - 1) for o in outcomes)
     rows = sum(len(o.ids) for o in outcomes)
-    return (
-        f"fraud scoring: {len(outcomes)}/{total} batches done ({rows:,} rows), "
-        f"{failed} failed, {_plural(retries, 'retry', 'retries')}, "
-        f"{seconds:.1f} s"
+    return progress_line(
+        "fraud scoring batches",
+        len(outcomes),
+        total,
+        f"{rows:,} rows, {failed} failed, {_plural(retries, 'retry', 'retries')}",
+        seconds,
     )
 
 

@@ -53,7 +53,7 @@ class SyntheticProvider:
         else:
             bars = generate_ohlcv(universe.head(0), dt.date(2000, 1, 3), dt.date(2000, 1, 4))
         batch = Batch(1, len(symbols), time.perf_counter() - started, 0)
-        log(batch_line(batch, 1))
+        log(batch_line(batch, 1, batch.seconds))
         return FetchResult(
             bars=bars, batches=[batch], batch_size=len(symbols), symbols_requested=len(symbols)
         )
@@ -67,7 +67,7 @@ class SyntheticProvider:
 class MarketDataResource(ConfigurableResource):
     """Daily bars for a universe over a window of sessions, from the configured provider."""
 
-    source: Literal["synthetic", "yfinance", "polygon"] = Field(
+    source: MarketDataSource = Field(
         default="synthetic",
         description="Where bars come from: synthetic (generated, offline), yfinance (Yahoo "
         "Finance) or polygon (Polygon.io, needs polygon_api_key).",

@@ -403,7 +403,7 @@ class PolygonProvider:
         bars, failures = _settle(bars, failures, outcome, symbols, dict.fromkeys(symbols, 1), log)
         failed = len({symbol for symbol, _, _ in failures})
         batch = Batch(1, len(symbols), time.perf_counter() - started, failed)
-        log(batch_line(batch, 1))
+        log(batch_line(batch, 1, batch.seconds))
         return FetchResult(
             bars=_with_actions(_bars_frame(bars), outcome),
             failures=failures_frame(failures),
@@ -443,6 +443,7 @@ class PolygonProvider:
         A batch's line is logged once its symbols are done and the corporate actions are in
         (they are submitted first, so they rarely hold a line back): only then is its count
         of failed symbols final."""
+        fetch_started = time.perf_counter()
         actions = self._submit_actions(session, pool, first, last)
         groups = list(in_batches(symbols, self.batch_size))
         progress = {n: _Progress(len(group)) for n, group in enumerate(groups, 1)}
@@ -495,7 +496,8 @@ class PolygonProvider:
                         else sum(symbol in failed_symbols for symbol in group)
                     )
                     records.append(Batch(number, state.size, state.seconds, failed))
-                    log(batch_line(records[-1], len(groups)))
+                    elapsed = time.perf_counter() - fetch_started
+                    log(batch_line(records[-1], len(groups), elapsed, len(records)))
                 completed = []
         if outcome is None:  # only without any symbol to wait for
             outcome = self._actions_outcome(actions, symbols)

@@ -25,6 +25,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from fintrack_assets.core.progress import Clock
 from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
 from fintrack_assets.resources.fetching import (
     BAR_COLUMNS,
@@ -141,6 +142,7 @@ class YahooProvider:
     backoff_max_seconds: float = 60.0
     rate_limit_backoff_seconds: float = 30.0
     sleep: Sleep = time.sleep
+    clock: Clock = time.perf_counter
     _splits_cache: dict[str, pd.Series] = field(default_factory=dict, repr=False)
 
     name = "yfinance"
@@ -154,16 +156,17 @@ class YahooProvider:
         groups = list(in_batches(symbols, size))
         pieces: list[pl.DataFrame] = []
         failures: list[tuple[str, str, int]] = []
+        fetch_started = self.clock()
         for number, group in enumerate(groups, start=1):
-            started = time.perf_counter()
+            started = self.clock()
             bars, failed = self._download_batch(group, start, end, result)
             bars, split_failures = self._as_traded(bars, result)
             failed |= split_failures
             pieces.append(bars)
             failures.extend((symbol, error, number) for symbol, error in sorted(failed.items()))
-            batch = Batch(number, len(group), time.perf_counter() - started, len(failed))
+            batch = Batch(number, len(group), self.clock() - started, len(failed))
             result.batches.append(batch)
-            log(batch_line(batch, len(groups)))
+            log(batch_line(batch, len(groups), self.clock() - fetch_started))
         result.bars = pl.concat([empty_bars(), *pieces], how="diagonal_relaxed").select(BAR_COLUMNS)
         result.failures = failures_frame(failures)
         return result
