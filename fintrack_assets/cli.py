@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import sys
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,6 +45,7 @@ def demo(days: int) -> int:
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
     from fintrack_assets.partitions import latest_closed_session, months
+    from fintrack_assets.progress import expected, watching
     from fintrack_assets.settings import get_settings
 
     settings = get_settings()
@@ -108,11 +110,16 @@ def demo(days: int) -> int:
                 print(f"landed synthetic payments for {landed_days} day(s)")
         print(f"running {name} ...", flush=True)
         started = time.perf_counter()
-        result = job.execute_in_process(
-            instance=instance, tags=tags, raise_on_error=False, run_config=QUIET
-        )
+        run_id = str(uuid.uuid4())
+        with watching(instance, run_id, name, expected(job, tags)) as progress:
+            result = job.execute_in_process(
+                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET, run_id=run_id
+            )
         took = time.perf_counter() - started
-        print(f"  run {result.run_id}: {'ok' if result.success else 'FAILED'} in {took:.1f} s")
+        print(
+            f"  run {result.run_id}: {'ok' if result.success else 'FAILED'} in {took:.1f} s, "
+            f"{progress.done:,}/{progress.total:,} {progress.unit}"
+        )
         partitions: dict[str, set[str]] = defaultdict(set)
         row_counts: dict[str, int] = {}
         step_seconds: dict[str, float] = {}

@@ -41,6 +41,7 @@ from fintrack_assets.assets.metadata import (
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
+from fintrack_assets.core.progress import Meter
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import calendar_days, window_dates
@@ -115,11 +116,12 @@ def payment_transactions(
     valid: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     files_read = 0
-    for day in _days(start, end):
+    days = _days(start, end)
+    progress = Meter(len(days))
+    for day in days:
         seen: set[str] = set()
+        day_good = day_bad = 0
         files = zone.list_files(PAYMENTS, day)
-        if not files:
-            context.log.info(f"{day}: no files under {zone.folder(PAYMENTS)}/date={day}/")
         for file in files:
             source = _source(zone, file)
             good = bad = 0
@@ -140,7 +142,15 @@ def payment_transactions(
                     ).with_columns(pl.lit(day).alias("date"))
                 )
             files_read += 1
+            day_good, day_bad = day_good + good, day_bad + bad
             context.log.info(f"{source}: {good:,} valid, {bad:,} rejected")
+        progress.advance()
+        read = (
+            f"{len(files)} file(s), {day_good:,} valid, {day_bad:,} rejected"
+            if files
+            else f"no files under {zone.folder(PAYMENTS)}/date={day}/"
+        )
+        context.log.info(progress.line("day", f"{day}: {read}"))
     payments = _concat(valid, {**PAYMENT_SCHEMA, "date": pl.Date()})
     rejects = _concat(rejected, {**REJECT_SCHEMA, "date": pl.Date()})
     seconds = time.perf_counter() - started
@@ -148,7 +158,7 @@ def payment_transactions(
     total = payments.height + rejects.height
     share = rejects.height / total if total else 0.0
     context.log.info(
-        f"{files_read} file(s) over {len(_days(start, end))} day(s): {payments.height:,} "
+        f"{files_read} file(s) over {len(days)} day(s): {payments.height:,} "
         f"valid, {rejects.height:,} rejected in {seconds:.2f} s"
     )
     add_partition_metadata(context, PAYMENTS, payments, "date")
