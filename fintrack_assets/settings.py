@@ -11,13 +11,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 from urllib.parse import urlsplit
 
 from fintrack_assets.core.calendar import EPOCH
 from fintrack_assets.core.universe import parse_universe_spec
 
-MARKET_DATA_SOURCES = ("synthetic", "yfinance", "polygon")
-FRAUD_SCORERS = ("local", "http")
+MarketDataSource = Literal["synthetic", "yfinance", "polygon"]
+FraudScorerKind = Literal["local", "http"]
+MARKET_DATA_SOURCES: tuple[str, ...] = get_args(MarketDataSource)
+FRAUD_SCORERS: tuple[str, ...] = get_args(FraudScorerKind)
 DEFAULT_START_DATE = dt.date(2020, 1, 2)
 DEFAULT_POLYGON_URL = "https://api.polygon.io"
 
