@@ -251,8 +251,14 @@ def run_daily_market_job(
             asset = materialization.asset_key.to_user_string()
             stats.partitions.setdefault(asset, set()).add(materialization.partition or "")
             metadata = materialization.metadata
-            stats.timings.setdefault(
-                asset, {k: float(metadata[k].value) for k in TIMING_METADATA if k in metadata}
+            # The run's own timings sit on its last partition, as `run/<name>`.
+            stats.timings.setdefault(asset, {}).update(
+                {
+                    k: float(metadata[label].value)
+                    for k in TIMING_METADATA
+                    for label in (k, f"run/{k}")
+                    if label in metadata
+                }
             )
             count = materialization.metadata.get("dagster/row_count")
             if count is not None:

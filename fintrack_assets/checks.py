@@ -17,6 +17,7 @@ from dagster import (
 from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.assets.silver import silver_key
 from fintrack_assets.core.calendar import TIMEZONE, session_due
+from fintrack_assets.core.display import duration
 from fintrack_assets.core.silver import INTERVALS
 
 FRESHNESS_DEADLINE = dt.time(18, 0)
@@ -60,7 +61,9 @@ def _as_of(context: AssetCheckExecutionContext) -> dt.datetime:
 def session_freshness(context: AssetCheckExecutionContext) -> Iterator[AssetCheckResult]:
     """Per partition rather than per asset: a materialisation of any other session (yesterday's,
     a backfill of last year) does not make today's session fresh. Dagster's FreshnessPolicy
-    judges an asset's latest materialisation on a cron, which knows no exchange holidays."""
+    judges an asset's latest materialisation on a cron, which knows no exchange holidays.
+    A session that landed after its deadline passes (its data is there) and says how late in
+    words; only a session still missing fails."""
     now = _as_of(context)
     session = session_due(now, FRESHNESS_DEADLINE)
     deadline = dt.datetime.combine(session, FRESHNESS_DEADLINE, ZoneInfo(TIMEZONE))
@@ -77,18 +80,25 @@ def session_freshness(context: AssetCheckExecutionContext) -> Iterator[AssetChec
             "deadline": MetadataValue.timestamp(deadline),
             "as_of": MetadataValue.timestamp(now),
         }
+        due = f"the {deadline:%H:%M} New York deadline"
         if records:
             landed = records[0].timestamp
             metadata["first_materialized_at"] = MetadataValue.timestamp(landed)
-            late = (landed - deadline.timestamp()) / 60
-            metadata["minutes_late"] = MetadataValue.float(round(max(late, 0.0), 1))
-            description = f"{session} materialised" + (
-                f", {late:.0f} minutes after the deadline" if late > 0 else " on time"
-            )
+            late = landed - deadline.timestamp()
+            metadata["minutes_late"] = MetadataValue.float(round(max(late, 0.0) / 60, 1))
+            if late > 0:
+                metadata["late_by"] = MetadataValue.text(duration(late))
+                description = f"{session} landed {duration(late)} after {due}."
+            else:
+                description = f"{session} landed on time, {duration(late)} before {due}."
         else:
-            overdue = (now.timestamp() - deadline.timestamp()) / 60
-            metadata["overdue_minutes"] = MetadataValue.float(round(overdue, 1))
-            description = f"{session} is not materialised, due {deadline:%Y-%m-%d %H:%M %Z}"
+            overdue = now.timestamp() - deadline.timestamp()
+            metadata["overdue_minutes"] = MetadataValue.float(round(overdue / 60, 1))
+            metadata["overdue_by"] = MetadataValue.text(duration(overdue))
+            description = (
+                f"{session} has not landed: {duration(overdue)} past {due} "
+                f"({deadline:%Y-%m-%d %H:%M %Z})."
+            )
         yield AssetCheckResult(
             asset_key=check_key.asset_key,
             check_name=FRESHNESS_CHECK,

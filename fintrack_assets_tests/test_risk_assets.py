@@ -129,8 +129,12 @@ def test_risk_from_holdings_against_numpy_references(platform):
     assert last["max_drawdown_252d"] == pytest.approx(min(0.0, (growth / peak - 1).min()))
     early = risk.filter((pl.col("portfolio_id") == "P1") & (pl.col("date") == sessions[10]))
     assert early["volatility_21d"][0] is None  # 10 returns: fewer than 20
-    assert "P1" in run.metadata["portfolio_risk"]["summary"].value
-    assert "data:image/png;base64," in run.metadata["portfolio_risk"]["chart"].value
+    summary = run.metadata["portfolio_risk"]["summary"].value
+    assert "P1" in summary.splitlines()[2]  # the header: a portfolio per column
+    assert f"{p1_value[-1]:,.2f} USD" in summary
+    [chart] = platform.instance.fetch_observations(AssetKey("portfolio_risk"), limit=1).records
+    assert chart.partition_key == LAST.isoformat()
+    assert "data:image/png;base64," in chart.asset_observation.description
 
     exposures = platform.warehouse_frame("portfolio_factor_exposures")
     market = exposures.filter(

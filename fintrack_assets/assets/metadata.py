@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
+import re
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
@@ -15,18 +18,15 @@ from dagster import (
     TableSchema,
 )
 from pandera.polars import DataFrameModel
-from tabulate import tabulate
 
+from fintrack_assets.core.display import markdown_table
 from fintrack_assets.schemas import contract_failures
+
+__all__ = ["markdown_table"]
 
 WAREHOUSE_POOL = "warehouse_writer"
 """The pool of every asset that writes to the warehouse: a DuckDB file takes one writer at a
 time (the default pool limit in dagster.yaml); PostgreSQL deployments raise it."""
-
-
-def markdown_table(frame: pl.DataFrame, rows: int = 5) -> str:
-    head = frame.head(rows)
-    return tabulate(head.rows(), headers=head.columns, tablefmt="github")
 
 
 def frame_metadata(frame: pl.DataFrame, seconds: float | None = None) -> dict[str, Any]:
@@ -40,10 +40,25 @@ def frame_metadata(frame: pl.DataFrame, seconds: float | None = None) -> dict[st
     return metadata
 
 
-def contract_spec(model: type[DataFrameModel], asset_key: str) -> AssetCheckSpec:
-    """The `contract` check of `asset_key`, which `contract_check` evaluates."""
+def contract_spec(
+    model: type[DataFrameModel], asset_key: str, blocking: bool = False
+) -> AssetCheckSpec:
+    """The `contract` check of `asset_key`, which `contract_check` evaluates. A blocking one
+    fails its step when the contract does not hold, so downstream steps of the run do not
+    consume the data."""
     return AssetCheckSpec(
-        "contract", asset=asset_key, description=f"schemas.{model.__name__} holds."
+        "contract", asset=asset_key, blocking=blocking, description=contract_description(model)
+    )
+
+
+def contract_description(model: type[DataFrameModel]) -> str:
+    """The contract in words, from the model's docstring (`asset`: what holds.)."""
+    summary = " ".join((inspect.getdoc(model) or "").split("\n\n")[0].split())
+    summary = re.sub(r"^`[^`]+`:\s*", "", summary).rstrip(".")
+    return (
+        f"The rows keep their data contract: {summary}."
+        if summary
+        else ("The rows keep their data contract.")
     )
 
 
@@ -69,21 +84,35 @@ def table_schema(frame: pl.DataFrame) -> TableSchema:
 
 
 def add_partition_metadata(
-    context: AssetExecutionContext, asset_key: str, frame: pl.DataFrame, date_column: str
+    context: AssetExecutionContext,
+    asset_key: str,
+    frame: pl.DataFrame,
+    date_column: str,
+    run: Mapping[str, Any] | None = None,
+    partitions: Mapping[str, Mapping[str, Any]] | None = None,
+    last: Mapping[str, Any] | None = None,
 ) -> None:
-    """Each partition of a (range) run gets its own row count; the column schema and a preview
-    go on the run's last partition only. A range run stores one event per partition, and
-    repeating the run's whole-frame metadata on each would cost time and say nothing."""
+    """Each partition of a (range) run shows its own figures: its row count and `partitions`
+    (by key). The run's figures go on the run's last partition only, labelled `run/...`, with
+    the column schema, a preview and `last` (the last partition's own extras, a summary say).
+    Asset metadata given to `Output` would repeat on every partition, beside that partition's
+    own count, as if it were the partition's."""
     keys = context.partition_keys
     counts: dict[dt.date, int] = dict(frame.group_by(date_column).len().iter_rows())
     for key in keys:
         context.add_asset_metadata(
-            {"dagster/row_count": counts.get(dt.date.fromisoformat(key), 0)},
+            {
+                "dagster/row_count": counts.get(dt.date.fromisoformat(key), 0),
+                **(partitions or {}).get(key, {}),
+            },
             asset_key=asset_key,
             partition_key=key,
         )
+    run_figures = {"partitions": len(keys), "rows": frame.height, **(run or {})}
     context.add_asset_metadata(
         {
+            **(last or {}),
+            **{f"run/{name}": value for name, value in run_figures.items()},
             "dagster/column_schema": table_schema(frame),
             "preview": MetadataValue.md(markdown_table(frame)),
         },

@@ -15,6 +15,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetObservation,
     BackfillPolicy,
     Config,
     MetadataValue,
@@ -33,6 +34,7 @@ from fintrack_assets.assets.metadata import (
     markdown_table,
 )
 from fintrack_assets.core.calendar import nyse_sessions
+from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
 from fintrack_assets.core.holdings import external_flows
 from fintrack_assets.core.risk import (
@@ -139,7 +141,7 @@ def portfolio_returns_daily(
     if spy.is_empty():
         context.log.warning(f"no {BENCHMARK} bars in bronze: benchmark returns are null")
     add_partition_metadata(context, "portfolio_returns", result, "date")
-    yield Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result)
     yield contract_check(PortfolioReturn, result, "portfolio_returns")
 
 
@@ -183,47 +185,96 @@ def portfolio_risk_daily(
         since=start,
     )
     seconds = time.perf_counter() - started
-    add_partition_metadata(context, "portfolio_risk", result, "date")
     last = result.filter(pl.col("date") == result["date"].max()) if result.height else result
-    yield Output(
+    summary = {"summary": MetadataValue.md(_summary(last))}
+    if last.height > SUMMARY_COLUMNS:
+        summary["all_portfolios"] = MetadataValue.md(_all_portfolios(last))
+    add_partition_metadata(
+        context,
+        "portfolio_risk",
         result,
-        metadata={
-            "rows_in_run": result.height,
-            "compute_seconds": round(seconds, 3),
-            "summary": MetadataValue.md(_summary(last)),
-            "chart": MetadataValue.md(_chart(returns, last)),
-        },
+        "date",
+        run={"compute_seconds": round(seconds, 3)},
+        last=summary,
     )
+    yield Output(result)
     yield contract_check(PortfolioRisk, result, "portfolio_risk")
+    if not last.is_empty():
+        # An observation's description is the one place the UI shows a large image inline
+        # (a markdown metadata value over 1,000 characters opens in a dialog).
+        yield AssetObservation(
+            asset_key="portfolio_risk",
+            partition=context.partition_keys[-1],
+            description=_chart(returns, last),
+            metadata={"chart": MetadataValue.text(CHART_TITLE)},
+        )
 
 
 SUMMARY_ROWS = 50
+SUMMARY_COLUMNS = 3
+"""Portfolios side by side in the inline summary: a wider table runs off the UI's page."""
 CHARTED = 3
+CHART_TITLE = "cumulative return and drawdown against SPY: the chart is this event's description"
+_MEASURES: dict[str, tuple[str, str]] = {
+    "market_value": ("value", "money"),
+    "volatility_63d": ("volatility 63d", "percent"),
+    "max_drawdown_252d": ("max drawdown 252d", "percent"),
+    "var_95_1d": ("VaR 95 % 1d", "percent"),
+    "var_95_1d_usd": ("VaR 95 % 1d in USD", "money"),
+    "cvar_95_1d": ("CVaR 95 % 1d", "percent"),
+    "beta_90d": ("beta 90d", "number"),
+    "sharpe_252d": ("Sharpe 252d", "number"),
+    "diversification_ratio_63d": ("diversification 63d", "number"),
+}
+"""The summary's measures: label and how each reads."""
+
+
+def _formatted(value: float | None, kind: str) -> str:
+    if value is None:
+        return "n/a"
+    return {"money": money, "percent": percent}.get(kind, lambda v: f"{v:,.2f}")(value)
 
 
 def _summary(last: pl.DataFrame) -> str:
-    """One row per portfolio on the run's last session (the largest SUMMARY_ROWS)."""
+    """The run's last session for its largest portfolios, one column each, a measure per row
+    (narrow enough to read in place)."""
     if last.is_empty():
         return "no portfolios"
+    largest = last.sort("market_value", descending=True).head(SUMMARY_COLUMNS)
+    table = pl.DataFrame(
+        {
+            "measure": [label for label, _ in _MEASURES.values()],
+            **{
+                row["portfolio_id"]: [
+                    _formatted(row[c], kind) for c, (_, kind) in _MEASURES.items()
+                ]
+                for row in largest.iter_rows(named=True)
+            },
+        }
+    )
+    others = last.height - largest.height
+    note = f"\n\n{others} more portfolios under all_portfolios." if others else ""
+    return f"**{last['date'][0]}**\n\n" + markdown_table(table, rows=len(_MEASURES)) + note
+
+
+def _all_portfolios(last: pl.DataFrame) -> str:
+    """Every portfolio (the largest SUMMARY_ROWS) a row: too wide and long to read in place,
+    the UI opens it in a dialog that scrolls."""
     table = last.sort("market_value", descending=True).select(
         "portfolio_id",
-        pl.col("market_value").round(0).alias("value"),
         *(
-            (pl.col(c) * 100).round(2).alias(f"{c} %")
-            for c in ("volatility_63d", "max_drawdown_252d", "var_95_1d", "cvar_95_1d")
+            pl.col(c)
+            .map_elements(lambda v, kind=kind: _formatted(v, kind), return_dtype=pl.String)
+            .alias(label)
+            for c, (label, kind) in _MEASURES.items()
         ),
-        pl.col("var_95_1d_usd").round(0).alias("VaR 95 $"),
-        pl.col("beta_90d").round(2),
-        pl.col("sharpe_252d").round(2),
-        pl.col("diversification_ratio_63d").round(2),
     )
     note = (
         f"\n\n{table.height - SUMMARY_ROWS} more portfolios in the table."
         if table.height > SUMMARY_ROWS
         else ""
     )
-    day = last["date"][0]
-    return f"**{day}**\n\n" + markdown_table(table, rows=SUMMARY_ROWS) + note
+    return markdown_table(table, rows=SUMMARY_ROWS) + note
 
 
 def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
@@ -241,7 +292,8 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
     window = returns.filter(
         (pl.col("date") <= end) & (pl.col("date") > _sessions_before(end, TAIL_WINDOW))
     ).sort("date")
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, dpi=80)
+    # Side by side and 272 px high: the UI shows a description up to 320 px before "Show more".
+    figure, (top, bottom) = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True, dpi=80)
     series = {
         portfolio: window.filter(pl.col("portfolio_id") == portfolio).select(
             "date", pl.col("daily_return").fill_null(0.0).alias("r")
@@ -262,13 +314,13 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
     top.set_ylabel("cumulative return %")
     bottom.set_ylabel("drawdown %")
     top.legend(loc="upper left", fontsize="small")
-    top.set_title(f"{window['date'].n_unique()} sessions to {end} (at most {TAIL_WINDOW})")
+    figure.suptitle(f"{window['date'].n_unique()} sessions to {end} (at most {TAIL_WINDOW})")
     figure.autofmt_xdate()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight")
     plt.close(figure)
     encoded = base64.b64encode(buffer.getvalue()).decode()
-    return f"![cumulative return and drawdown](data:image/png;base64,{encoded})"
+    return f"**{end}**: cumulative return and drawdown\n\n![chart](data:image/png;base64,{encoded})"
 
 
 @asset(
@@ -298,11 +350,14 @@ def portfolio_factor_exposures(
     if factors.is_empty():
         context.log.warning("no factor ETF (SPY, TLT, sector SPDRs) in bronze: no exposures")
     result = factor_exposures(returns, factors, since=start)
-    add_partition_metadata(context, "portfolio_factor_exposures", result, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        "portfolio_factor_exposures",
         result,
-        metadata={"rows_in_run": result.height, "factors": factors["factor"].n_unique()},
+        "date",
+        run={"factors": factors["factor"].n_unique()},
     )
+    yield Output(result)
     yield contract_check(FactorExposure, result, "portfolio_factor_exposures")
 
 
@@ -323,7 +378,7 @@ def sector_exposure_daily(
     start, end = window_dates(context.partition_time_window)
     result = sector_exposure(_holdings(warehouse, start, end), symbol_universe)
     add_partition_metadata(context, "sector_exposure", result, "date")
-    yield Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result)
     yield contract_check(SectorExposure, result, "sector_exposure")
 
 
@@ -346,7 +401,7 @@ def holding_correlations_daily(
     prices = _returns_of(lake, _sessions_before(start, CORRELATION_WINDOW), end, held)
     result = holding_correlations(holdings, prices, since=start)
     add_partition_metadata(context, "holding_correlations", result, "date")
-    yield Output(result, metadata={"rows_in_run": result.height})
+    yield Output(result)
     yield contract_check(HoldingCorrelation, result, "holding_correlations")
 
 
@@ -383,15 +438,17 @@ def portfolio_stress_tests(
         ]
     )
     result = stress_tests(exposures, values, sectors, history=history, holdings=holdings)
-    add_partition_metadata(context, "portfolio_stress_tests", result, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        "portfolio_stress_tests",
         result,
-        metadata={
-            "rows_in_run": result.height,
+        "date",
+        run={
             "scenarios": result["scenario"].n_unique(),
             "replay_history_rows": history.height,
         },
     )
+    yield Output(result)
     yield contract_check(StressTest, result, "portfolio_stress_tests")
 
 

@@ -77,9 +77,10 @@ def _bar_check(interval: int) -> AssetCheckSpec:
     return AssetCheckSpec(
         "bar_contract",
         asset=silver_key(interval),
-        description="low <= open, close <= high; volume >= 0; 1 <= n_days <= N; one bar per "
-        "(symbol, bar_end) (schemas.SilverOHLCV); bar_end the last session of a bucket ending "
-        "in the partition, bar_start its first, interval_days N.",
+        description=f"Each bar's low is at most its open and close and its high at least "
+        f"them, its volume is never negative, it spans 1 to {interval} sessions, there is one "
+        "bar per symbol and bar_end, and bar_end is the last session of a bucket ending in the "
+        "partition with bar_start its first.",
     )
 
 
@@ -158,19 +159,20 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
             if AssetCheckKey(AssetKey(key), "bar_contract") in checks:
                 check = _bar_check_result(bars, interval, start, end)
             check_seconds = time.perf_counter() - started
-            add_partition_metadata(context, key, bars, BAR_END)
-            yield Output(
+            add_partition_metadata(
+                context,
+                key,
                 bars,
-                output_name=key,
-                metadata={
+                BAR_END,
+                run={
                     **run_metadata,
                     "compute_seconds": round(seconds, 3),
                     "check_seconds": round(check_seconds, 3),
-                    "bars_in_run": bars.height,
-                    "partial_bars_in_run": partial,
+                    "partial_bars": partial,
                     "symbols": bars["symbol"].n_unique(),
                 },
             )
+            yield Output(bars, output_name=key)
             if check is not None:
                 yield check
         for inner, outer in pairs:
