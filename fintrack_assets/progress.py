@@ -194,17 +194,19 @@ class RichView:
         meter = progress.current
         line = Table.grid(padding=(0, 1))
         line.add_row(
-            Text(f"  {progress.name}", style="bold"),
+            Text(f"  {progress.name}", style="bold", no_wrap=True),
             ProgressBar(
                 total=max(meter.total, 1) if meter else 1,
                 completed=meter.done if meter else 0,
                 width=30,
             ),
-            Text(progress.headline()),
+            Text(progress.headline(), no_wrap=True, overflow="ellipsis"),
         )
         if not progress.detail:
             return line
-        return Group(line, Text(f"    {progress.step}: {progress.detail}", style="dim"))
+        detail = Text(f"    {progress.step}: {progress.detail}", style="dim", no_wrap=True)
+        detail.overflow = "ellipsis"
+        return Group(line, detail)
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import pty
 import re
 import subprocess
 import sys
+import threading
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from dagster import AssetKey
 
 from fintrack_assets.core.progress import (
     PROGRESS_LINE,
@@ -23,10 +27,11 @@ from fintrack_assets.core.progress import (
     rate,
     summary,
 )
+from fintrack_assets.progress import expected, watching
 from fintrack_assets.resources.fetching import Batch, batch_line
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.resources.yahoo import YahooProvider
-from fintrack_assets_tests.helpers import Platform
+from fintrack_assets_tests.helpers import BRONZE_LAYER, QUIET, Platform, local_platform
 from fintrack_assets_tests.test_yahoo import MARCH, SPLT, RecordedYahoo, calm_history
 
 BIN = Path(sys.executable).parent
@@ -213,3 +218,49 @@ def test_fintrack_demo_shows_progress_as_plain_lines_when_not_a_terminal(tmp_pat
     # A run's last line counts what it materialised.
     assert re.search(r"^  run \S+: ok in [\d.]+ s, 28/28 partitions$", out, re.M)
     assert "| fraud_predictions" in out
+
+
+def test_on_a_terminal_the_run_is_drawn_in_place(tmp_path, monkeypatch):
+    """A pseudo-terminal stands in for the user's screen; rich draws the last state when the
+    run ends, then erases it."""
+    monkeypatch.setenv("COLUMNS", "160")  # rich's width when stdio is no terminal
+    platform = local_platform(tmp_path, monkeypatch, universe="AAPL,SPY")
+    job = platform.defs.resolve_job_def("daily_market_job").get_subset(
+        asset_selection={AssetKey(a) for a in BRONZE_LAYER}
+    )
+    tags = {
+        "dagster/asset_partition_range_start": "2024-03-04",
+        "dagster/asset_partition_range_end": "2024-03-07",
+    }
+    screen, terminal = pty.openpty()
+    shown = bytearray()
+    reader = threading.Thread(target=_drain, args=(screen, shown))
+    reader.start()
+    run_id = str(uuid.uuid4())
+    with (
+        os.fdopen(terminal, "w") as out,
+        watching(platform.instance, run_id, "market", expected(job, tags), out) as progress,
+    ):
+        result = job.execute_in_process(
+            instance=platform.instance, tags=tags, run_config=QUIET, run_id=run_id
+        )
+    reader.join()
+    assert result.success
+    # Three assets over four sessions.
+    assert (progress.done, progress.total, progress.unit) == (12, 12, "partitions")
+    text = shown.decode()
+    assert ANSI.search(text)
+    assert "12/12 partitions (100 %)" in text
+
+
+def _drain(screen: int, shown: bytearray) -> None:
+    """Reads the terminal until its last writer closes it."""
+    while True:
+        try:
+            chunk = os.read(screen, 4096)
+        except OSError:  # EIO: the terminal side is closed
+            break
+        if not chunk:
+            break
+        shown.extend(chunk)
+    os.close(screen)
