@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 from dagster import AssetKey
 
+from fintrack_assets.core.display import duration
 from fintrack_assets.core.progress import (
     PROGRESS_LINE,
     Meter,
     counted,
-    duration,
     eta,
-    percent,
-    rate,
+    percent_done,
+    speed,
     summary,
 )
 from fintrack_assets.progress import expected, watching
@@ -55,6 +55,8 @@ class FakeClock:
         (59.6, "1 min"),
         (3 * 3600 + 5 * 60 + 59, "3 h 5 min"),
         (7200, "2 h"),
+        (1594 * 60, "1 day 2 h 34 min"),
+        (2 * 86400 + 60, "2 days 1 min"),
     ],
 )
 def test_durations_read_in_whole_units(seconds, words):
@@ -73,14 +75,19 @@ def test_durations_read_in_whole_units(seconds, words):
     ],
 )
 def test_rates_switch_to_minutes_and_hours_when_slow(count, seconds, words):
-    assert rate(count, seconds) == words
+    assert speed(count, seconds) == words
 
 
 def test_eta_percent_and_counts():
     assert eta(3, 55, 3.6) == pytest.approx(52 * 1.2)
     assert eta(0, 10, 5.0) is None
     assert eta(10, 10, 7.0) == 0
-    assert [percent(3, 55), percent(54, 55), percent(55, 55), percent(0, 0)] == [5, 98, 100, 100]
+    assert [
+        percent_done(3, 55),
+        percent_done(54, 55),
+        percent_done(55, 55),
+        percent_done(0, 0),
+    ] == [5, 98, 100, 100]
     assert counted(3, 55) == "3/55 (5 %)"
     assert counted(7, 55, done=3) == "7/55 (3 done, 5 %)"
     assert counted(1200, 1500) == "1,200/1,500 (80 %)"

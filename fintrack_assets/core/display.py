@@ -32,14 +32,18 @@ def rate(count: float, seconds: float, unit: str = "rows") -> str:
 
 
 def duration(seconds: float) -> str:
-    """'1 day 2 h 34 min', '5 min', '40 s': the largest units that matter, to the minute once
-    it is more than a minute."""
-    seconds = abs(seconds)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes = round(seconds / 60)
-    days, minutes = divmod(minutes, 24 * 60)
-    hours, minutes = divmod(minutes, 60)
+    """`<1 s`, `42 s`, `1 min 4 s`, `3 h 5 min`, `1 day 2 h 34 min`: whole units, largest first;
+    seconds count below an hour, minutes from there on. Progress ETAs and how late a session
+    landed both read this way."""
+    whole = round(abs(seconds))
+    if whole < 1:
+        return "<1 s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
+        parts = [f"{minutes} min"] if minutes else []
+        return " ".join([*parts, f"{rest} s"] if rest else parts)
+    days, rest = divmod(whole // 60, 24 * 60)
+    hours, minutes = divmod(rest, 60)
     parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
     parts += [f"{hours} h"] if hours else []
     parts += [f"{minutes} min"] if minutes else []

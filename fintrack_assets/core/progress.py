@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fintrack_assets.core.display import duration
+
 Clock = Callable[[], float]
 
 PROGRESS_LINE = re.compile(r"\b[\d,]+/[\d,]+ \((?:[\d,]+ done, )?\d+ %\)")
 """Matches the `n/N (p %)` (or `n/N (k done, p %)`) that `counted` writes."""
 
 
-def percent(done: int, total: int) -> int:
+def percent_done(done: int, total: int) -> int:
     """Whole percent done, rounded down: 100 % only once everything is done."""
     if total <= 0:
         return 100
@@ -29,28 +31,13 @@ def counted(number: int, total: int, done: int | None = None) -> str:
     """`3/55 (5 %)`; when items finish out of order, `number` names the item and `done` says
     how many are finished: `7/55 (3 done, 5 %)`."""
     finished = number if done is None else done
-    share = f"{percent(finished, total)} %"
+    share = f"{percent_done(finished, total)} %"
     if finished != number:
         share = f"{finished:,} done, {share}"
     return f"{number:,}/{total:,} ({share})"
 
 
-def duration(seconds: float) -> str:
-    """`<1 s`, `42 s`, `1 min 4 s`, `2 min`, `1 h 5 min`: whole seconds, largest units first."""
-    whole = round(seconds)
-    if whole < 1:
-        return "<1 s"
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        minutes, rest = divmod(whole, 60)
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-    hours, rest = divmod(whole, 3600)
-    minutes = rest // 60
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
-def rate(count: float, seconds: float) -> str | None:
+def speed(count: float, seconds: float) -> str | None:
     """Units per second, or per minute or hour when slower: `120/s`, `2.5/s`, `12/min`;
     None until something is counted."""
     if count <= 0 or seconds <= 0:
@@ -81,10 +68,10 @@ def pace(done: int, total: int, elapsed: float) -> str:
 def summary(done: int, total: int, elapsed: float, unit: str = "") -> str:
     """`412/1,143 partitions (36 %), 18/s, ETA 40 s`: count, share, rate and what is left."""
     noun = f" {unit}" if unit else ""
-    parts = [f"{done:,}/{total:,}{noun} ({percent(done, total)} %)"]
-    speed = rate(done, elapsed)
-    if speed is not None and done < total:
-        parts.append(speed)
+    parts = [f"{done:,}/{total:,}{noun} ({percent_done(done, total)} %)"]
+    per_time = speed(done, elapsed)
+    if per_time is not None and done < total:
+        parts.append(per_time)
     tail = pace(done, total, elapsed)
     if tail:
         parts.append(tail)
