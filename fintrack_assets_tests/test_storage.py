@@ -6,6 +6,7 @@ import polars as pl
 import psycopg
 import pytest
 
+from fintrack_assets.io_managers.context import NotMaterialised
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import (
     DuckDBWarehouse,
@@ -76,7 +77,7 @@ def test_lake_refuses_rows_outside_the_window(lake):
 
 
 def test_lake_missing_table_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="materialise it first"):
+    with pytest.raises(NotMaterialised, match=r"^nothing has not been materialised yet: "):
         LakeTable(str(tmp_path / "nothing")).read_window()
 
 

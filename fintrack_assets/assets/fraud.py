@@ -6,9 +6,7 @@ import time
 from collections.abc import Iterator
 from hashlib import sha256
 
-import duckdb
 import polars as pl
-import psycopg
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -38,10 +36,12 @@ from fintrack_assets.assets.metadata import (
     contract_check,
     contract_spec,
 )
+from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
 from fintrack_assets.core.progress import Meter
+from fintrack_assets.io_managers.context import NotMaterialised
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import calendar_days, window_dates
@@ -86,12 +86,14 @@ class PaymentsConfig(Config):
     outs={
         PAYMENTS: AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Valid payment transactions from "
             "<lake>/landing/payment_transactions/date=YYYY-MM-DD/*.csv; `date` is the UTC day.",
         ),
         REJECTS: AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Payment rows refused, with file, line and reason.",
         ),
@@ -100,6 +102,7 @@ class PaymentsConfig(Config):
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
     pool=WAREHOUSE_POOL,
+    can_subset=True,
     check_specs=[
         AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
         contract_spec(PaymentTransaction, PAYMENTS),
@@ -161,8 +164,20 @@ def payment_transactions(
         f"{files_read} file(s) over {len(days)} day(s): {payments.height:,} "
         f"valid, {rejects.height:,} rejected in {seconds:.2f} s"
     )
+    yield from companion(
+        context,
+        Output(
+            rejects,
+            output_name=REJECTS,
+            metadata={
+                "rows_in_run": rejects.height,
+                **{f"reason/{r}": n for r, n in counts.items()},
+            },
+        ),
+    )
+    if not is_selected(context, PAYMENTS):
+        return
     add_partition_metadata(context, PAYMENTS, payments, "date")
-    add_partition_metadata(context, REJECTS, rejects, "date")
     yield Output(
         payments,
         output_name=PAYMENTS,
@@ -173,11 +188,6 @@ def payment_transactions(
             "read_seconds": round(seconds, 3),
             "rows_per_second": round(total / seconds) if seconds else 0,
         },
-    )
-    yield Output(
-        rejects,
-        output_name=REJECTS,
-        metadata={"rows_in_run": rejects.height, **{f"reason/{r}": n for r, n in counts.items()}},
     )
     yield AssetCheckResult(
         check_name="reject_share",
@@ -195,8 +205,10 @@ def payment_transactions(
 
 def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """One frame of `schema` from chunks that may lack columns (an unreadable file's reject
-    has no line)."""
-    frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+    has no line). No chunks (a day without files) is no rows, not one row of nulls."""
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    frame = pl.concat(frames, how="diagonal_relaxed")
     return frame.select(
         (pl.col(c) if c in frame.columns else pl.lit(None)).cast(t).alias(c)
         for c, t in schema.items()
@@ -215,6 +227,7 @@ class FraudConfig(Config):
     outs={
         PREDICTIONS: AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Per transaction: fraud_score in [0, 1], is_fraud, model_version, "
             "reasons, scored_at. A re-run replaces its days: an upsert by transaction_id, "
@@ -222,6 +235,7 @@ class FraudConfig(Config):
         ),
         FAILURES: AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Transactions whose scoring batch failed after its retries, with the "
             "batch, error and attempts: scored again by the next run of their day.",
@@ -232,6 +246,7 @@ class FraudConfig(Config):
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
     pool=WAREHOUSE_POOL,
+    can_subset=True,
     check_specs=[
         AssetCheckSpec(
             "no_failed_batches",
@@ -285,8 +300,12 @@ def fraud_predictions(
         f"read in {history_read - started:.2f} s, features {featured - history_read:.2f} s, "
         f"scoring {scored - featured:.2f} s"
     )
+    yield from companion(
+        context, Output(failures, output_name=FAILURES, metadata={"rows_in_run": failures.height})
+    )
+    if not is_selected(context, PREDICTIONS):
+        return
     add_partition_metadata(context, PREDICTIONS, predictions, "date")
-    add_partition_metadata(context, FAILURES, failures, "date")
     yield Output(
         predictions,
         output_name=PREDICTIONS,
@@ -308,7 +327,6 @@ def fraud_predictions(
             ),
         },
     )
-    yield Output(failures, output_name=FAILURES, metadata={"rows_in_run": failures.height})
     errors = (
         failures.group_by("error").len().sort("len", descending=True).head(5)
         if not failures.is_empty()
@@ -336,7 +354,7 @@ def _history(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.
     of a range also look back on the range's own earlier days, passed with them."""
     try:
         return warehouse.warehouse.read(PAYMENTS, "date", start, end, HISTORY_COLUMNS)
-    except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
+    except NotMaterialised:
         return pl.DataFrame(schema={c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS})
 
 

@@ -33,6 +33,7 @@ from fintrack_assets.assets.metadata import (
     frame_metadata,
     markdown_table,
 )
+from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.market import normalise_raw
@@ -227,11 +228,13 @@ class BronzeConfig(Config):
     outs={
         "bronze_ohlcv": AssetOut(
             io_manager_key="lake",
+            is_required=False,
             kinds={"polars"},
             description="Validated daily bars, one per (symbol, session), prices as traded.",
         ),
         "bronze_ohlcv_rejects": AssetOut(
             io_manager_key="lake",
+            is_required=False,
             kinds={"polars"},
             description="raw_ohlcv rows that failed validation, with the reasons.",
         ),
@@ -239,6 +242,7 @@ class BronzeConfig(Config):
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="market",
+    can_subset=True,
     check_specs=[
         AssetCheckSpec(
             "reject_share",
@@ -260,8 +264,20 @@ def validate_bronze_ohlcv(
         f"{bronze.height:,} valid rows, {rejects.height:,} rejected in {seconds:.2f} s"
         + (f": {counts}" if counts else "")
     )
+    yield from companion(
+        context,
+        Output(
+            rejects,
+            output_name="bronze_ohlcv_rejects",
+            metadata={
+                "rows_in_run": rejects.height,
+                **{f"reason/{r}": n for r, n in counts.items()},
+            },
+        ),
+    )
+    if not is_selected(context, "bronze_ohlcv"):
+        return
     add_partition_metadata(context, "bronze_ohlcv", bronze, "date")
-    add_partition_metadata(context, "bronze_ohlcv_rejects", rejects, "date")
     yield Output(
         bronze,
         output_name="bronze_ohlcv",
@@ -271,14 +287,6 @@ def validate_bronze_ohlcv(
             "symbols": bronze["symbol"].n_unique(),
             "sessions": bronze["date"].n_unique(),
             "rejected_rows": rejects.height,
-        },
-    )
-    yield Output(
-        rejects,
-        output_name="bronze_ohlcv_rejects",
-        metadata={
-            "rows_in_run": rejects.height,
-            **{f"reason/{r}": n for r, n in counts.items()},
         },
     )
     yield AssetCheckResult(

@@ -30,6 +30,7 @@ from fintrack_assets.assets.metadata import (
     frame_metadata,
     markdown_table,
 )
+from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.holdings import (
     CostMethod,
     external_flows,
@@ -72,11 +73,13 @@ class TradesConfig(Config):
     outs={
         TRADES: AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Every valid trade from <lake>/landing/portfolio_trades/*.csv.",
         ),
         "portfolio_trades_rejects": AssetOut(
             io_manager_key="warehouse",
+            is_required=False,
             kinds={"polars"},
             description="Trade rows refused, with file, line and reason.",
         ),
@@ -84,6 +87,7 @@ class TradesConfig(Config):
     group_name="portfolio",
     pool=WAREHOUSE_POOL,
     deps=["bronze_ohlcv"],
+    can_subset=True,
     check_specs=[
         AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
         contract_spec(PortfolioTrade, TRADES),
@@ -134,6 +138,16 @@ def portfolio_trades(
         f"{len(files)} file(s): {valid.height} trades, {rejects.height} refused"
         + (f" {counts}" if counts else "")
     )
+    yield from companion(
+        context,
+        Output(
+            rejects,
+            output_name="portfolio_trades_rejects",
+            metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
+        ),
+    )
+    if not is_selected(context, TRADES):
+        return
     yield Output(
         valid,
         output_name=TRADES,
@@ -143,11 +157,6 @@ def portfolio_trades(
             "portfolios": valid["portfolio_id"].n_unique(),
             "rejected_rows": rejects.height,
         },
-    )
-    yield Output(
-        rejects,
-        output_name="portfolio_trades_rejects",
-        metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
     )
     yield AssetCheckResult(
         check_name="reject_share",

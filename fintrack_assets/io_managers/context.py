@@ -1,8 +1,18 @@
-"""What an asset tells its IO manager through definition metadata."""
+"""What assets and the IO managers share: the definition metadata an asset tells its IO manager,
+the error for an input that does not exist yet, and the base both IO managers write through."""
 
 from __future__ import annotations
 
-from dagster import InputContext, OutputContext
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import polars as pl
+from dagster import AssetKey, ConfigurableIOManager, Failure, InputContext, OutputContext
+
+from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.partitions import window_dates
 
 PARTITION_EXPR = "partition_expr"
 """The date column a partitioned asset's windows select on (default `date`)."""
@@ -22,3 +32,69 @@ def partition_column(context: OutputContext | InputContext, default: str = "date
 def input_columns(context: InputContext) -> list[str] | None:
     columns = (context.definition_metadata or {}).get(COLUMNS)
     return list(columns) if columns else None
+
+
+class NotMaterialised(Failure):
+    """An input's table does not exist yet. A `Failure`, so Dagster shows this one sentence as
+    the step's error, and one that skips the retry policy: retrying will not create it."""
+
+    def __init__(self, asset: str, partition: str | None = None) -> None:
+        self.asset = asset
+        self.partition = partition
+        command = f"dagster asset materialize -m fintrack_assets --select {asset}"
+        if partition:
+            command += f" --partition {partition}"
+        super().__init__(
+            description=f"{asset} has not been materialised yet: materialise it first ({command})",
+            allow_retries=False,
+        )
+
+    def __reduce__(self) -> tuple[type[NotMaterialised], tuple[str, str | None]]:
+        return NotMaterialised, (self.asset, self.partition)
+
+
+def last_session(start: dt.date | None, end: dt.date | None) -> str | None:
+    """The partition a command should name for a read of [start, end): its last session, or
+    `start` itself when the window is empty (a partition with nothing to read)."""
+    if start is None or end is None:
+        return None
+    sessions = sessions_between(start, max(end, start + dt.timedelta(days=1)))
+    return sessions[-1].isoformat() if sessions else None
+
+
+@contextmanager
+def input_materialised(context: InputContext) -> Iterator[None]:
+    """An input's missing table named as the upstream asset, with the partition to run."""
+    try:
+        yield
+    except NotMaterialised:
+        partition = context.asset_partition_key_range.end if context.has_asset_partitions else None
+        raise NotMaterialised(context.asset_key.to_user_string(), partition) from None
+
+
+class TableIOManager(ConfigurableIOManager):
+    """What the lake and the warehouse IO managers share: an output is written by `store`,
+    which a multi-asset also calls for a companion output its run did not select."""
+
+    def store(
+        self,
+        key: AssetKey,
+        frame: pl.DataFrame,
+        column: str,
+        window: tuple[dt.date, dt.date] | None,
+    ) -> dict[str, Any]:
+        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
+        unpartitioned); returns the output metadata."""
+        raise NotImplementedError
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        if obj is None:
+            return
+        window = (
+            window_dates(context.asset_partitions_time_window)
+            if context.has_asset_partitions
+            else None
+        )
+        context.add_output_metadata(
+            self.store(context.asset_key, obj, partition_column(context), window)
+        )

@@ -17,13 +17,20 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import AssetKey, InputContext
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import DeltaError, TableNotFoundError
 from pydantic import Field
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import input_columns, partition_column
+from fintrack_assets.io_managers.context import (
+    NotMaterialised,
+    TableIOManager,
+    input_columns,
+    input_materialised,
+    last_session,
+    partition_column,
+)
 from fintrack_assets.partitions import window_dates
 
 YEAR = "year"
@@ -84,9 +91,13 @@ class VacuumStats:
 class LakeTable:
     """A Delta table of dated rows; the partition window is a [start, end) date range."""
 
-    def __init__(self, uri: str, storage_options: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, uri: str, storage_options: Mapping[str, str] | None = None, asset: str | None = None
+    ) -> None:
         self.uri = uri
         self.storage_options = dict(storage_options or {})
+        self.asset = asset or uri.rstrip("/").rsplit("/", 1)[-1]
+        """The asset the table stores, named when a read finds no table."""
 
     def _table(self) -> DeltaTable | None:
         try:
@@ -141,9 +152,11 @@ class LakeTable:
         end: dt.date | None = None,
         columns: list[str] | None = None,
     ) -> pl.DataFrame:
+        """Raises NotMaterialised when there is no table; a window the table holds no rows of
+        (a trailing window reaching before the first partition) reads empty."""
         table = self._table()
         if table is None:
-            raise FileNotFoundError(f"no lake table at {self.uri}: materialise it first")
+            raise NotMaterialised(self.asset, last_session(start, end))
         dataset = table.to_pyarrow_dataset()
         if date_column is None or start is None or end is None:
             result = dataset.to_table(columns=columns)
@@ -278,7 +291,7 @@ class LakeTable:
         return set(_active_files(table, self.uri)["path"])
 
 
-class LakeIOManager(ConfigurableIOManager):
+class LakeIOManager(TableIOManager):
     """Stores polars frames as Delta tables in the lake (local folder or s3://bucket/prefix).
 
     A partitioned asset names its date column with the definition metadata `partition_expr`
@@ -294,37 +307,43 @@ class LakeIOManager(ConfigurableIOManager):
         return "/".join([self.lake_url.rstrip("/"), *asset_key_path])
 
     def table(self, asset_key_path: list[str]) -> LakeTable:
-        return LakeTable(self.table_uri(asset_key_path), self.storage_options)
-
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
-        if obj is None:
-            return
-        table = self.table(list(context.asset_key.path))
-        started = time.perf_counter()
-        if context.has_asset_partitions:
-            start, end = window_dates(context.asset_partitions_time_window)
-            version = table.replace_window(obj, partition_column(context), start, end)
-            window: dict[str, Any] = {"window": f"[{start}, {end})"}
-        else:
-            version = table.replace_all(obj)
-            window = {}
-        context.add_output_metadata(
-            {
-                "lake_table": table.uri,
-                "delta_version": version,
-                "lake_write_seconds": round(time.perf_counter() - started, 3),
-                **window,
-            }
+        return LakeTable(
+            self.table_uri(asset_key_path), self.storage_options, "/".join(asset_key_path)
         )
+
+    def store(
+        self,
+        key: AssetKey,
+        frame: pl.DataFrame,
+        column: str,
+        window: tuple[dt.date, dt.date] | None,
+    ) -> dict[str, Any]:
+        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
+        unpartitioned) in one commit; returns the output metadata."""
+        table = self.table(list(key.path))
+        started = time.perf_counter()
+        if window is not None:
+            version = table.replace_window(frame, column, *window)
+            shown: dict[str, Any] = {"window": f"[{window[0]}, {window[1]})"}
+        else:
+            version = table.replace_all(frame)
+            shown = {}
+        return {
+            "lake_table": table.uri,
+            "delta_version": version,
+            "lake_write_seconds": round(time.perf_counter() - started, 3),
+            **shown,
+        }
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         table = self.table(list(context.asset_key.path))
         columns = input_columns(context)
-        if context.has_asset_partitions:
-            start, end = window_dates(context.asset_partitions_time_window)
-            frame = table.read_window(partition_column(context), start, end, columns)
-        else:
-            frame = table.read_window(columns=columns)
+        with input_materialised(context):
+            if context.has_asset_partitions:
+                start, end = window_dates(context.asset_partitions_time_window)
+                frame = table.read_window(partition_column(context), start, end, columns)
+            else:
+                frame = table.read_window(columns=columns)
         context.log.info(f"loaded {frame.height:,} rows from {table.uri}")
         return frame
 

@@ -26,13 +26,19 @@ from typing import Any
 import duckdb
 import polars as pl
 import psycopg
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import AssetKey, InputContext
 from psycopg import sql
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import partition_column
+from fintrack_assets.io_managers.context import (
+    NotMaterialised,
+    TableIOManager,
+    input_materialised,
+    last_session,
+    partition_column,
+)
 from fintrack_assets.partitions import window_dates
 from fintrack_assets.settings import redact_url
 
@@ -119,7 +125,9 @@ class Warehouse(ABC):
         start: dt.date | None = None,
         end: dt.date | None = None,
         columns: list[str] | None = None,
-    ) -> pl.DataFrame: ...
+    ) -> pl.DataFrame:
+        """Raises NotMaterialised when the table does not exist; a window the table holds
+        no rows of (a trailing window reaching before the first partition) reads empty."""
 
     @abstractmethod
     def count(self, table: str) -> int: ...
@@ -131,6 +139,17 @@ class Warehouse(ABC):
 def _q(identifier: str) -> str:
     """A quoted identifier for DuckDB (same rules as the SQL standard)."""
     return '"' + identifier.replace('"', '""') + '"'
+
+
+@contextmanager
+def _materialised(
+    table: str, start: dt.date | None = None, end: dt.date | None = None
+) -> Iterator[None]:
+    """A missing table or schema, in either back-end, is an asset not materialised yet."""
+    try:
+        yield
+    except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
+        raise NotMaterialised(table, last_session(start, end)) from None
 
 
 LOCK_WAIT_SECONDS = 300.0
@@ -234,7 +253,7 @@ class DuckDBWarehouse(Warehouse):
     ) -> pl.DataFrame:
         name = f"{_q(SCHEMA)}.{_q(table)}"
         selected = ", ".join(_q(c) for c in columns) if columns else "*"
-        with self._connect() as con:
+        with self._connect() as con, _materialised(table, start, end):
             if column is None:
                 relation = con.sql(f"SELECT {selected} FROM {name}")
             else:
@@ -247,7 +266,7 @@ class DuckDBWarehouse(Warehouse):
         return frame
 
     def count(self, table: str) -> int:
-        with self._connect() as con:
+        with self._connect() as con, _materialised(table):
             row = con.execute(f"SELECT count(*) FROM {_q(SCHEMA)}.{_q(table)}").fetchone()
         assert row is not None
         return int(row[0])
@@ -516,7 +535,11 @@ class PostgresWarehouse(Warehouse):
             params = (start, end)
         # A server-side cursor read in batches: a million rows as Python tuples at once would
         # cost ~1 GB, on top of libpq holding the whole result.
-        with self._connect() as con, con.cursor(name="fintrack_read") as cur:
+        with (
+            _materialised(table, start, end),
+            self._connect() as con,
+            con.cursor(name="fintrack_read") as cur,
+        ):
             cur.execute(query, params)
             schema = {
                 d.name: _PG_TYPES.get(d.type_code, pl.String()) for d in cur.description or []
@@ -527,7 +550,7 @@ class PostgresWarehouse(Warehouse):
         return pl.concat(frames, rechunk=True)
 
     def count(self, table: str) -> int:
-        with self._connect() as con:
+        with _materialised(table), self._connect() as con:
             row = con.execute(
                 sql.SQL("SELECT count(*) FROM {}").format(self._table(table))
             ).fetchone()
@@ -543,7 +566,7 @@ def warehouse_for(url: str) -> Warehouse:
     raise ValueError(f"unsupported warehouse URL {redact_url(url)!r}")
 
 
-class WarehouseIOManager(ConfigurableIOManager):
+class WarehouseIOManager(TableIOManager):
     """Stores polars frames as tables `fintrack.<asset_key>` in DuckDB or PostgreSQL.
 
     Partitioned assets name their date column with the definition metadata `partition_expr`
@@ -559,34 +582,38 @@ class WarehouseIOManager(ConfigurableIOManager):
     def warehouse(self) -> Warehouse:
         return warehouse_for(self.url)
 
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
-        if obj is None:
-            return
-        table = "__".join(context.asset_key.path)
+    def store(
+        self,
+        key: AssetKey,
+        frame: pl.DataFrame,
+        column: str,
+        window: tuple[dt.date, dt.date] | None,
+    ) -> dict[str, Any]:
+        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
+        unpartitioned); returns the output metadata."""
+        table = "__".join(key.path)
         started = time.perf_counter()
-        if context.has_asset_partitions:
-            start, end = window_dates(context.asset_partitions_time_window)
-            self.warehouse.replace_window(table, obj, partition_column(context), start, end)
+        if window is not None:
+            self.warehouse.replace_window(table, frame, column, *window)
         else:
-            self.warehouse.replace_table(table, obj)
-        context.add_output_metadata(
-            {
-                "warehouse_table": f"{SCHEMA}.{table}",
-                "warehouse": redact_url(self.url),
-                "warehouse_write_seconds": round(time.perf_counter() - started, 3),
-            }
-        )
+            self.warehouse.replace_table(table, frame)
+        return {
+            "warehouse_table": f"{SCHEMA}.{table}",
+            "warehouse": redact_url(self.url),
+            "warehouse_write_seconds": round(time.perf_counter() - started, 3),
+        }
 
     def previous(self, table: str) -> pl.DataFrame | None:
         """The table as last written, or None before its first write (for self-caching)."""
         try:
             return self.warehouse.read(table)
-        except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
+        except NotMaterialised:
             return None
 
     def load_input(self, context: InputContext) -> pl.DataFrame:
         table = "__".join(context.asset_key.path)
-        if context.has_asset_partitions:
-            start, end = window_dates(context.asset_partitions_time_window)
-            return self.warehouse.read(table, partition_column(context), start, end)
-        return self.warehouse.read(table)
+        with input_materialised(context):
+            if context.has_asset_partitions:
+                start, end = window_dates(context.asset_partitions_time_window)
+                return self.warehouse.read(table, partition_column(context), start, end)
+            return self.warehouse.read(table)
