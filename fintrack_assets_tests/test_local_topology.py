@@ -39,8 +39,7 @@ START_DATE = "2025-03-03"
 SESSIONS = ["2025-03-10", "2025-03-11", "2025-03-12", "2025-03-13", "2025-03-14"]
 """Monday to Friday of a week without an NYSE holiday, a week after FINTRACK_START_DATE."""
 BACKFILLED = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"]
-"""raw + bronze; bronze_ohlcv and its rejects are one multi-asset that is not subsettable, so
-Dagster refuses a backfill of one without the other."""
+"""raw + bronze and its rejects, each of the three materialised by the backfill's run."""
 LAKE_BARS = ["raw_ohlcv", "bronze_ohlcv"]
 SEED = ["--select", "symbol_universe"]
 STARTUP_SECONDS = 90.0
