@@ -14,6 +14,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
+INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PAYMENT_DAYS = 7
 """Calendar days of synthetic payments the demo lands and scores, ending at its last session."""
@@ -21,9 +22,14 @@ PAYMENT_ACCOUNTS = 2000
 
 
 def _dagster_home() -> Path:
+    """The demo's instance: a folder of SQLite files. A new one gets a dagster.yaml that turns
+    Dagster's telemetry off (the embedded default sends nothing anywhere, and so prints no
+    banner about it); an existing one is left as its owner wrote it."""
     home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    instance_yaml = home / "dagster.yaml"
+    if not instance_yaml.exists() or not instance_yaml.read_text().strip():
+        instance_yaml.write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -31,11 +37,7 @@ def _dagster_home() -> Path:
 def demo(days: int) -> int:
     """Materialises every asset for the last `days` calendar days of sessions, in single runs."""
     home = _dagster_home()
-    import warnings
-
-    from dagster import BetaWarning, DagsterEventType, DagsterInstance
-
-    warnings.filterwarnings("ignore", category=BetaWarning)
+    from dagster import DagsterEventType, DagsterInstance
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
@@ -44,7 +46,7 @@ def demo(days: int) -> int:
     from fintrack_assets.automation import PORTFOLIO_ASSETS
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
-    from fintrack_assets.partitions import latest_closed_session, months
+    from fintrack_assets.partitions import latest_closed_session, partitions_for
     from fintrack_assets.progress import expected, watching
     from fintrack_assets.settings import get_settings
 
@@ -65,7 +67,11 @@ def demo(days: int) -> int:
         ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
     }
     # Only months that have ended are partitions of `months`.
-    month_keys = [k for k in months.get_partition_keys() if k >= first.replace(day=1).isoformat()]
+    month_keys = [
+        k
+        for k in partitions_for(settings.start_date).months.get_partition_keys()
+        if k >= first.replace(day=1).isoformat()
+    ]
     # One job in two runs: the sample trades are priced off the bronze bars of the first.
     daily_job = defs.resolve_job_def("daily_market_job")
     portfolios = PORTFOLIO_ASSETS.resolve(defs.resolve_asset_graph())
@@ -207,27 +213,19 @@ def _key(name: str) -> object:
     return AssetKey(name)
 
 
-def show_settings() -> int:
-    from fintrack_assets.settings import get_settings, redact_url
+def ui(host: str, port: int) -> int:
+    from fintrack_assets.settings import get_settings
 
-    settings = get_settings()
-    print(
-        tabulate(
-            [
-                ["FINTRACK_LAKE_URL", settings.lake_url],
-                ["FINTRACK_WAREHOUSE_URL", settings.warehouse_display],
-                ["FINTRACK_MARKET_DATA", settings.market_data],
-                ["POLYGON_API_KEY", "set" if settings.polygon_api_key else "-"],
-                ["FINTRACK_POLYGON_URL", redact_url(settings.polygon_url)],
-                ["FINTRACK_UNIVERSE", settings.universe],
-                ["FINTRACK_START_DATE", settings.start_date.isoformat()],
-                ["FINTRACK_FRAUD_SCORER", settings.fraud_scorer],
-                ["FINTRACK_FRAUD_API_URL", settings.fraud_api_url or "-"],
-            ],
-            headers=["variable", "value"],
-            tablefmt="github",
-        )
-    )
+    get_settings()
+    _dagster_home()
+    command = ["dev", "-m", "fintrack_assets", "-h", host, "-p", str(port)]
+    os.execv(sys.executable, [sys.executable, "-m", "dagster", *command])
+
+
+def show_settings() -> int:
+    from fintrack_assets.settings import get_settings
+
+    print(tabulate(get_settings().shown(), headers=["variable", "value"], tablefmt="github"))
     return 0
 
 
@@ -250,12 +248,23 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"
     )
     commands.add_parser("settings", help="print the settings read from the environment")
+    ui_parser = commands.add_parser(
+        "ui",
+        help="the Dagster UI and daemon (dagster dev) on this code location",
+        description="Checks the settings, prepares DAGSTER_HOME as the demo does, then runs "
+        "`dagster dev -m fintrack_assets`: the UI, with the daemon running the schedules, "
+        "sensors and declarative automation.",
+    )
+    ui_parser.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
+    ui_parser.add_argument("--port", type=int, default=3000, help="default 3000")
     args = parser.parse_args(argv)
     from fintrack_assets.settings import SettingsError
 
     try:
         if args.command == "demo":
             return demo(args.days)
+        if args.command == "ui":
+            return ui(args.host, args.port)
         return show_settings()
     except SettingsError as exc:
         print(f"fintrack: {exc}", file=sys.stderr)

@@ -145,7 +145,7 @@ def test_a_bad_setting_is_one_line_and_exit_2_and_help_needs_no_settings(
     assert helped.returncode == 0
     assert "usage: fintrack" in helped.stdout
     assert helped.stderr == ""
-    for command in (["settings"], ["demo", "--days", "5"]):
+    for command in (["settings"], ["demo", "--days", "5"], ["ui"]):
         done = _run([str(BIN / "fintrack"), *command], env, tmp_path)
         assert done.returncode == 2, (command, done.stderr)
         assert done.stdout == ""

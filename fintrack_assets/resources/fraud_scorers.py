@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, get_args
+from typing import Any, ClassVar, Protocol, get_args
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import httpx

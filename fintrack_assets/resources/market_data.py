@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Protocol
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -21,6 +21,7 @@ from fintrack_assets.resources.fetching import (
     failures_frame,
     metadata_frame,
 )
+from fintrack_assets.settings import MarketDataSource
 
 
 class Provider(Protocol):
