@@ -176,7 +176,7 @@ def test_files_to_scored_transactions_with_hand_worked_features(platform, stub):
     assert platform.warehouse_frame("fraud_prediction_failures").is_empty()
     assert run.asset_checks[("fraud_predictions", "no_failed_batches")] is True
     metadata = run.metadata["fraud_predictions"]
-    assert metadata["processed"].value == 6 and metadata["failed"].value == 0
+    assert metadata["run/processed"].value == 6 and metadata["run/failed"].value == 0
     assert stub.batch_sizes == [2, 2, 2]  # the range's 6 rows in batches of 2
 
 
@@ -208,7 +208,7 @@ def test_a_failing_batch_is_recorded_and_the_next_run_scores_it(platform, stub):
     assert "HTTP 500" in failures["error"][0] and failures["attempts"].to_list() == [2, 2]
     assert sorted(predictions["transaction_id"]) == ["s1", "t1", "t2"]
     assert run.asset_checks[("fraud_predictions", "no_failed_batches")] is False
-    assert run.metadata["fraud_predictions"]["failed"].value == 2
+    assert run.metadata["fraud_predictions"]["run/failed"].value == 2
 
     stub.script = None
     assert _payments(platform, DAY, DAY).success
@@ -263,7 +263,9 @@ def test_the_sensor_requests_each_changed_day_once(tmp_path, monkeypatch):
     instance = DagsterInstance.ephemeral()
 
     def tick(cursor: str | None):
-        context = build_sensor_context(instance=instance, cursor=cursor, resources={"lake": lake})
+        context = build_sensor_context(
+            instance=instance, cursor=cursor, resources={"lake": lake}, definitions=platform.defs
+        )
         return payment_files_sensor(context), context.cursor
 
     assert isinstance(tick(None)[0], SkipReason)

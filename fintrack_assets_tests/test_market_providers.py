@@ -63,13 +63,13 @@ def test_a_failed_symbol_is_accounted_for_and_never_fails_the_partition(platform
     assert run.success
     assert run.partitions["bronze_ohlcv"] == {d.isoformat() for d in MARCH}
     raw = run.metadata["raw_ohlcv"]
-    assert raw["batches_total"].value == 2 and raw["batch_size"].value == 2
-    assert raw["symbols_requested"].value == 3
-    assert raw["symbols_succeeded"].value == 2 and raw["symbols_failed"].value == 1
+    assert raw["run/batches_total"].value == 2 and raw["run/batch_size"].value == 2
+    assert raw["run/symbols_requested"].value == 3
+    assert raw["run/symbols_succeeded"].value == 2 and raw["run/symbols_failed"].value == 1
     assert "| GONE     | possibly delisted; no price data found after 2 attempts |" in (
-        raw["failures"].value
+        raw["run/failures"].value
     )
-    assert raw["processing_ms"].value >= 0
+    assert raw["run/compute_seconds"].value >= 0
     # 1 of 3 symbols failed, past the default 5 %: the check is red, the data is there.
     assert run.checks == {"symbol_failures": False, "reject_share": True, "contract": True}
     bronze = platform.lake_frame("bronze_ohlcv")
@@ -149,8 +149,8 @@ def test_polygon_range_through_dagster(polygon_platform):
     assert run.partitions["bronze_ohlcv"] == set(JUNE)
     raw = run.metadata["raw_ohlcv"]
     assert raw["source"].value == "polygon"
-    assert raw["symbols_requested"].value == 6 and raw["symbols_failed"].value == 2
-    failures = raw["failures"].value
+    assert raw["run/symbols_requested"].value == 6 and raw["run/symbols_failed"].value == 2
+    failures = raw["run/failures"].value
     assert "TWTR" in failures and "^GSPC" in failures
     assert run.checks["symbol_failures"] is False
     bronze = platform.lake_frame("bronze_ohlcv")

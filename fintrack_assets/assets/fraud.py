@@ -13,12 +13,16 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetOut,
+    AssetRecordsFilter,
     BackfillPolicy,
     Config,
+    DagsterInvariantViolationError,
     DefaultSensorStatus,
     MetadataValue,
     Output,
+    PartitionsDefinition,
     ResourceParam,
     RunRequest,
     SensorEvaluationContext,
@@ -37,6 +41,7 @@ from fintrack_assets.assets.metadata import (
     contract_spec,
 )
 from fintrack_assets.assets.subsets import companion, is_selected
+from fintrack_assets.core.display import percent, rate
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
@@ -53,6 +58,9 @@ PAYMENTS = "payment_transactions"
 REJECTS = "payment_transaction_rejects"
 PREDICTIONS = "fraud_predictions"
 FAILURES = "fraud_prediction_failures"
+FINGERPRINT = "landing_fingerprint"
+"""The metadata key under which each payment_transactions partition records the fingerprint of
+the files it read (landing_fingerprint)."""
 HISTORY_COLUMNS = ["account_id", "ts", "amount", "merchant"]
 """What the features look back on."""
 
@@ -68,6 +76,17 @@ def _zone(lake: LakeIOManager) -> LandingZone:
 def _source(zone: LandingZone, file: LandingFile) -> str:
     """The file as the rejects table names it: its key under the dataset's folder."""
     return file.path.removeprefix(zone.folder(PAYMENTS) + "/")
+
+
+def landing_fingerprint(zone: LandingZone, files: list[LandingFile]) -> str:
+    """What a day's files are: each one's key under the dataset's folder, version (the ETag
+    where the store gives one, else its modification time) and size, hashed. Equal
+    fingerprints mean the same files, unchanged."""
+    versions = "\n".join(
+        f"{_source(zone, f)}|{f.etag or f.mtime.isoformat()}|{f.size}"
+        for f in sorted(files, key=lambda f: f.path)
+    )
+    return sha256(versions.encode()).hexdigest()[:16]
 
 
 class PaymentsConfig(Config):
@@ -105,26 +124,32 @@ class PaymentsConfig(Config):
     can_subset=True,
     check_specs=[
         AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
-        contract_spec(PaymentTransaction, PAYMENTS),
+        contract_spec(PaymentTransaction, PAYMENTS, blocking=True),
     ],
 )
 def payment_transactions(
     context: AssetExecutionContext, config: PaymentsConfig, lake: ResourceParam[LakeIOManager]
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     """Streams each day's files in chunks; a bad row is a reject, a file that cannot be read
-    is one reject naming it, and the other files go on."""
+    is one reject naming it, and the other files go on. Each day records the fingerprint of
+    the files it read, which payment_files_sensor compares before requesting the day again."""
     started = time.perf_counter()
     start, end = window_dates(context.partition_time_window)
     zone = _zone(lake)
     valid: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     files_read = 0
+    per_day: dict[str, dict[str, object]] = {}
     days = _days(start, end)
     progress = Meter(len(days))
     for day in days:
         seen: set[str] = set()
         day_good = day_bad = 0
         files = zone.list_files(PAYMENTS, day)
+        per_day[day.isoformat()] = {
+            "files": len(files),
+            FINGERPRINT: MetadataValue.text(landing_fingerprint(zone, files)),
+        }
         for file in files:
             source = _source(zone, file)
             good = bad = 0
@@ -166,36 +191,33 @@ def payment_transactions(
     )
     yield from companion(
         context,
-        Output(
-            rejects,
-            output_name=REJECTS,
-            metadata={
-                "rows_in_run": rejects.height,
-                **{f"reason/{r}": n for r, n in counts.items()},
-            },
-        ),
+        Output(rejects, output_name=REJECTS),
+        run={f"reason/{r}": n for r, n in counts.items()},
     )
     if not is_selected(context, PAYMENTS):
         return
-    add_partition_metadata(context, PAYMENTS, payments, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        PAYMENTS,
         payments,
-        output_name=PAYMENTS,
-        metadata={
+        "date",
+        run={
             "files": files_read,
-            "rows_in_run": payments.height,
             "rejected_rows": rejects.height,
             "read_seconds": round(seconds, 3),
-            "rows_per_second": round(total / seconds) if seconds else 0,
+            "throughput": rate(total, seconds),
         },
+        partitions=per_day,
     )
+    yield Output(payments, output_name=PAYMENTS)
     yield AssetCheckResult(
         check_name="reject_share",
         asset_key=PAYMENTS,
         passed=share <= config.max_reject_share,
         severity=AssetCheckSeverity.WARN,
         metadata={
-            "reject_share": round(share, 6),
+            "reject_share": percent(share),
+            "threshold": percent(config.max_reject_share),
             "rows": total,
             **{f"reason/{r}": n for r, n in counts.items()},
         },
@@ -300,27 +322,33 @@ def fraud_predictions(
         f"read in {history_read - started:.2f} s, features {featured - history_read:.2f} s, "
         f"scoring {scored - featured:.2f} s"
     )
-    yield from companion(
-        context, Output(failures, output_name=FAILURES, metadata={"rows_in_run": failures.height})
-    )
+    yield from companion(context, Output(failures, output_name=FAILURES))
     if not is_selected(context, PREDICTIONS):
         return
-    add_partition_metadata(context, PREDICTIONS, predictions, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        PREDICTIONS,
         predictions,
-        output_name=PREDICTIONS,
-        metadata={
+        "date",
+        run={
             "processed": processed,
             "invalid": payment_transaction_rejects.height,
             "failed": failures.height,
             "flagged": flagged,
-            "fraud_rate": round(flagged / predictions.height, 6) if predictions.height else 0.0,
-            "rows_per_second": round(processed / seconds) if seconds else 0,
+            "fraud_rate": percent(flagged / predictions.height if predictions.height else 0.0),
+            "throughput": rate(processed, seconds),
             "seconds": round(seconds, 3),
             "history_read_seconds": round(history_read - started, 3),
             "feature_seconds": round(featured - history_read, 3),
             "scoring_seconds": round(scored - featured, 3),
             "history_rows": history.height,
+        },
+        partitions=_daily_fraud(predictions),
+    )
+    yield Output(
+        predictions,
+        output_name=PREDICTIONS,
+        metadata={
             "scorer": fraud_scorer.kind,
             "model_version": MetadataValue.text(
                 ", ".join(sorted(predictions["model_version"].unique().drop_nulls().to_list()))
@@ -347,6 +375,17 @@ def fraud_predictions(
             ),
         },
     )
+
+
+def _daily_fraud(predictions: pl.DataFrame) -> dict[str, dict[str, object]]:
+    """Each day's own flagged count and fraud rate."""
+    daily = predictions.group_by("date").agg(
+        pl.len().alias("scored"), pl.col("is_fraud").sum().alias("flagged")
+    )
+    return {
+        day.isoformat(): {"flagged": flagged, "fraud_rate": percent(flagged / scored)}
+        for day, scored, flagged in daily.iter_rows()
+    }
 
 
 def _history(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
@@ -377,26 +416,35 @@ def _cursor(raw: str | None) -> tuple[str, set[str]]:
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests a day's payments_job run when files land or change under "
-    "<lake>/landing/payment_transactions/date=YYYY-MM-DD/.",
+    "<lake>/landing/payment_transactions/date=YYYY-MM-DD/, unless that day's files, as they "
+    "are now, have been processed already.",
 )
 def payment_files_sensor(
     context: SensorEvaluationContext, lake: ResourceParam[LakeIOManager]
 ) -> SensorResult | SkipReason:
     """The cursor is the newest modification time seen and the keys that carry it, so files
-    are listed once, in (mtime, key) order. A run key is built from the new files' keys and
-    versions (ETag where the store gives one, else mtime and size): a file never triggers
-    twice, a file uploaded again with new content does."""
+    are listed once, in (mtime, key) order. A day with a new file is requested unless the
+    latest materialisation of its payment_transactions partition, by whatever run (the demo's,
+    a backfill, this sensor's), records the same fingerprint of the day's files. The run key
+    is that fingerprint: a file never triggers twice, a file uploaded again with new content
+    does."""
     zone = _zone(lake)
+    days = _calendar_days(context)
     newest, keys_at_newest = _cursor(context.cursor)
+    listed = zone.list_files(PAYMENTS, recursive=True)
     files = [
         f
-        for f in zone.list_files(PAYMENTS, recursive=True)
+        for f in listed
         if f.mtime.isoformat() > newest
         or (f.mtime.isoformat() == newest and f.path not in keys_at_newest)
     ]
     if not files:
         return SkipReason("no new or changed payment files")
     by_day: dict[dt.date, list[LandingFile]] = {}
+    for file in listed:
+        if (day := zone.day_of(file)) is not None:
+            by_day.setdefault(day, []).append(file)
+    changed: set[dt.date] = set()
     for file in files:
         day = zone.day_of(file)
         if day is None:
@@ -404,22 +452,22 @@ def payment_files_sensor(
                 f"{file.path}: not under a date=YYYY-MM-DD/ folder, so no day to run; ignored"
             )
             continue
-        by_day.setdefault(day, []).append(file)
+        changed.add(day)
     requests = []
-    for day, day_files in sorted(by_day.items()):
+    for day in sorted(changed):
         key = day.isoformat()
-        if not calendar_days.has_partition_key(key):
+        if not days.has_partition_key(key):
             context.log.warning(f"{key}: files landed for a day outside calendar_days; ignored")
             continue
-        versions = "\n".join(
-            f"{f.path}|{f.etag or f.mtime.isoformat()}|{f.size}"
-            for f in sorted(day_files, key=lambda f: f.path)
-        )
+        fingerprint = landing_fingerprint(zone, by_day[day])
+        if _processed_fingerprint(context, key) == fingerprint:
+            context.log.info(f"{key}: these files have been processed already; not requested")
+            continue
         requests.append(
             RunRequest(
-                run_key=f"{key}:{sha256(versions.encode()).hexdigest()[:16]}",
+                run_key=f"{key}:{fingerprint}",
                 partition_key=key,
-                tags={"fintrack/files": str(len(day_files))},
+                tags={"fintrack/files": str(len(by_day[day]))},
             )
         )
     latest = max(f.mtime.isoformat() for f in files)
@@ -427,5 +475,29 @@ def payment_files_sensor(
     if latest == newest:
         keys |= keys_at_newest
     return SensorResult(
-        run_requests=requests, cursor=json.dumps({"mtime": latest, "keys": sorted(keys)})
+        run_requests=requests,
+        skip_reason=None if requests else "every changed day's files are processed already",
+        cursor=json.dumps({"mtime": latest, "keys": sorted(keys)}),
     )
+
+
+def _calendar_days(context: SensorEvaluationContext) -> PartitionsDefinition:
+    """payment_transactions' partitions as the code location built them (they start at
+    FINTRACK_START_DATE, which the module-level template does not know)."""
+    if context.repository_def is None:
+        raise DagsterInvariantViolationError(
+            "payment_files_sensor needs its code location: build_sensor_context(definitions=...)"
+        )
+    partitions = context.repository_def.asset_graph.get(AssetKey(PAYMENTS)).partitions_def
+    assert partitions is not None, f"{PAYMENTS} is partitioned by calendar_days"
+    return partitions
+
+
+def _processed_fingerprint(context: SensorEvaluationContext, key: str) -> str | None:
+    """The file fingerprint on the day's latest payment_transactions materialisation."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(PAYMENTS), asset_partitions=[key]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(FINGERPRINT) if materialization else None
+    return str(value.value) if value is not None else None

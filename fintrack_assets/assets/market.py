@@ -36,6 +36,7 @@ from fintrack_assets.assets.metadata import (
 from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.core.display import percent, rate
 from fintrack_assets.core.market import normalise_raw
 from fintrack_assets.core.universe import (
     load_universe,
@@ -144,7 +145,8 @@ class RawConfig(Config):
         AssetCheckSpec(
             "symbol_failures",
             asset="raw_ohlcv",
-            description="At most max_failed_share of the universe failed to fetch.",
+            description="No more of the universe than max_failed_share (5 % unless "
+            "configured) failed to fetch.",
         )
     ],
 )
@@ -181,13 +183,13 @@ def raw_ohlcv(
         f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
         f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
     )
-    add_partition_metadata(context, "raw_ohlcv", raw, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        "raw_ohlcv",
         raw,
-        metadata={
-            "rows_in_run": raw.height,
+        "date",
+        run={
             "compute_seconds": round(seconds, 3),
-            "source": provider.name,
             "sessions": len(sessions),
             "batches_total": len(fetched.batches),
             "batch_size": fetched.batch_size,
@@ -196,20 +198,20 @@ def raw_ohlcv(
             "symbols_succeeded": fetched.symbols_succeeded,
             "symbols_failed": fetched.symbols_failed,
             "failures": MetadataValue.md(markdown_table(fetched.failures, rows=50)),
-            "processing_ms": round(seconds * 1000),
             "rows_outside_window": misplaced.height,
             "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
-            "rows_per_second": round(raw.height / seconds) if seconds > 0 else None,
+            "throughput": rate(raw.height, seconds),
         },
     )
+    yield Output(raw, metadata={"source": provider.name})
     yield AssetCheckResult(
         check_name="symbol_failures",
         asset_key="raw_ohlcv",
         passed=failed_share <= config.max_failed_share,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "failed_share": round(failed_share, 6),
-            "threshold": config.max_failed_share,
+            "failed_share": percent(failed_share),
+            "threshold": percent(config.max_failed_share),
             "symbols_failed": fetched.symbols_failed,
             "failed_symbols": ", ".join(fetched.failures["symbol"].unique().sort().head(50)),
         },
@@ -247,9 +249,10 @@ class BronzeConfig(Config):
         AssetCheckSpec(
             "reject_share",
             asset="bronze_ohlcv",
-            description="At most max_reject_share of raw rows rejected.",
+            description="No more of the raw rows than max_reject_share (1 % unless "
+            "configured) were rejected.",
         ),
-        contract_spec(BronzeOHLCV, "bronze_ohlcv"),
+        contract_spec(BronzeOHLCV, "bronze_ohlcv", blocking=True),
     ],
 )
 def validate_bronze_ohlcv(
@@ -266,37 +269,32 @@ def validate_bronze_ohlcv(
     )
     yield from companion(
         context,
-        Output(
-            rejects,
-            output_name="bronze_ohlcv_rejects",
-            metadata={
-                "rows_in_run": rejects.height,
-                **{f"reason/{r}": n for r, n in counts.items()},
-            },
-        ),
+        Output(rejects, output_name="bronze_ohlcv_rejects"),
+        run={f"reason/{r}": n for r, n in counts.items()},
     )
     if not is_selected(context, "bronze_ohlcv"):
         return
-    add_partition_metadata(context, "bronze_ohlcv", bronze, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        "bronze_ohlcv",
         bronze,
-        output_name="bronze_ohlcv",
-        metadata={
-            "rows_in_run": bronze.height,
+        "date",
+        run={
             "compute_seconds": round(seconds, 3),
             "symbols": bronze["symbol"].n_unique(),
             "sessions": bronze["date"].n_unique(),
             "rejected_rows": rejects.height,
         },
     )
+    yield Output(bronze, output_name="bronze_ohlcv")
     yield AssetCheckResult(
         check_name="reject_share",
         asset_key="bronze_ohlcv",
         passed=share <= config.max_reject_share,
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "reject_share": round(share, 6),
-            "threshold": config.max_reject_share,
+            "reject_share": percent(share),
+            "threshold": percent(config.max_reject_share),
             **{f"reason/{r}": n for r, n in counts.items()},
         },
     )

@@ -31,6 +31,7 @@ from fintrack_assets.assets.metadata import (
     markdown_table,
 )
 from fintrack_assets.assets.subsets import companion, is_selected
+from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.holdings import (
     CostMethod,
     external_flows,
@@ -90,7 +91,7 @@ class TradesConfig(Config):
     can_subset=True,
     check_specs=[
         AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
-        contract_spec(PortfolioTrade, TRADES),
+        contract_spec(PortfolioTrade, TRADES, blocking=True),
     ],
 )
 def portfolio_trades(
@@ -163,7 +164,11 @@ def portfolio_trades(
         asset_key=TRADES,
         passed=share <= config.max_reject_share,
         severity=AssetCheckSeverity.WARN,
-        metadata={"reject_share": round(share, 6), **{f"reason/{r}": n for r, n in counts.items()}},
+        metadata={
+            "reject_share": percent(share),
+            "threshold": percent(config.max_reject_share),
+            **{f"reason/{r}": n for r, n in counts.items()},
+        },
     )
     yield contract_check(PortfolioTrade, valid, TRADES)
 
@@ -192,9 +197,9 @@ class HoldingsConfig(Config):
         AssetCheckSpec(
             "reconciliation",
             asset="holdings_daily",
-            description="cash = deposits - withdrawals - buys + sells + dividends - fees, "
-            "market value = quantity x close, and the weights of each portfolio sum to 1, "
-            "every day.",
+            description="Every day, each portfolio's cash equals its deposits minus "
+            "withdrawals, buys and fees plus sells and dividends, each position is valued at "
+            "its quantity times the close, and the portfolio's weights sum to 1.",
         )
     ],
 )
@@ -217,18 +222,32 @@ def holdings_daily(
         f"[{start}, {end}) from {portfolio_trades.height:,} trades and {prices.height:,} "
         f"prices in {seconds:.2f} s"
     )
-    add_partition_metadata(context, "holdings_daily", daily, "date")
-    yield Output(
+    add_partition_metadata(
+        context,
+        "holdings_daily",
         daily,
-        metadata={
-            "rows_in_run": daily.height,
+        "date",
+        run={
             "compute_seconds": round(seconds, 3),
-            "method": config.method,
             "portfolios": daily["portfolio_id"].n_unique(),
             "prices_read": prices.height,
         },
+        partitions=_daily_books(daily),
     )
+    yield Output(daily, metadata={"method": config.method})
     yield _reconciliation(daily, result.cash_flows, portfolio_trades.filter(pl.col("date") < end))
+
+
+def _daily_books(daily: pl.DataFrame) -> dict[str, dict[str, object]]:
+    """Each session's own figures: portfolios held and their total value, cash included."""
+    books = daily.group_by("date").agg(
+        pl.col("portfolio_id").n_unique().alias("portfolios"),
+        pl.col("market_value").sum().alias("market_value"),
+    )
+    return {
+        day.isoformat(): {"portfolios": held, "market_value": money(value or 0.0)}
+        for day, held, value in books.iter_rows()
+    }
 
 
 def _reconciliation(
@@ -314,5 +333,5 @@ def holdings_monthly(
         month = next_month(month)
     result = pl.concat(frames)
     add_partition_metadata(context, "holdings_monthly", result, "month")
-    yield Output(result, metadata={"rows_in_run": result.height, "months": len(frames)})
+    yield Output(result)
     yield contract_check(HoldingsMonthly, result, "holdings_monthly")
