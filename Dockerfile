@@ -19,7 +19,7 @@ RUN pip install ".[deploy]"
 RUN useradd --create-home --uid 10001 dagster \
     && mkdir -p "$DAGSTER_HOME/storage" \
     && chown -R dagster:dagster "$DAGSTER_HOME"
-COPY --chown=dagster:dagster dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+COPY --chown=dagster:dagster deploy/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 COPY --chown=dagster:dagster deploy/workspace.yaml "$DAGSTER_HOME/workspace.yaml"
 
 USER dagster

@@ -1,4 +1,4 @@
-"""The deployment files (docker-compose.yml, Dockerfile, dagster.yaml, deploy/) agree with the
+"""The deployment files (docker-compose.yml, Dockerfile, deploy/) agree with the
 code: no Docker engine runs here, so every service, port, variable and volume they name is
 checked against the code and each other, and dagster.yaml starts a real instance on
 PostgreSQL."""
@@ -79,7 +79,7 @@ def _dagster_yaml_env_vars() -> set[str]:
             for value in node:
                 walk(value)
 
-    walk(yaml.safe_load((ROOT / "dagster.yaml").read_text()))
+    walk(yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text()))
     return found
 
 
@@ -234,7 +234,7 @@ def test_dockerfile() -> None:
     assert re.search(r"^EXPOSE .*\b3000\b", text, re.M)
     assert re.search(r"^USER (?!root)\S+", text, re.M), "runs as root"
     assert 'pip install ".[deploy]"' in text
-    assert "COPY --chown=dagster:dagster dagster.yaml" in text
+    assert "COPY --chown=dagster:dagster deploy/dagster.yaml" in text
     assert "deploy/workspace.yaml" in text
     cmd = re.search(r"^CMD (\[.*\])$", text, re.M)
     assert cmd is not None
@@ -260,7 +260,7 @@ def test_dagster_yaml_instance_on_postgres(
     from dagster._cli.instance import instance_cli
 
     url = urlsplit(postgres_url)
-    shutil.copy(ROOT / "dagster.yaml", tmp_path / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_PG_USERNAME", url.username or "postgres")
     monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "")

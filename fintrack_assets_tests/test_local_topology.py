@@ -1,6 +1,6 @@
 """The docker-compose topology with local processes: PostgreSQL, an S3 endpoint on 127.0.0.1
 (moto, for MinIO), `dagster api grpc` for the code location, `dagster-webserver` and
-`dagster-daemon` with the top-level dagster.yaml copied unmodified. Through the webserver's
+`dagster-daemon` with deploy/dagster.yaml copied unmodified. Through the webserver's
 GraphQL API the test lists the assets and backfills five sessions of raw_ohlcv + bronze_ohlcv,
 then finds the data in the S3 lake and the runs in PostgreSQL. test_deployment_files.py checks
 the deployment files statically; this proves they run together."""
@@ -191,7 +191,8 @@ def deployment(
         cleanup.callback(shutil.rmtree, root, ignore_errors=True)
         home = root / "dagster_home"  # the image's DAGSTER_HOME, also the services' cwd
         (home / "storage").mkdir(parents=True)
-        shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # unmodified: under test
+        # Unmodified: the file is what is under test.
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
 
         # The warehouse has its own database, as in compose (`fintrack` next to `dagster`).
         warehouse_db = f"fintrack_wh_{uuid.uuid4().hex[:12]}"

@@ -115,8 +115,8 @@ def test_the_ui_after_the_demo_shows_its_sessions_and_starts_no_run(tmp_path: Pa
 
             base = f"http://127.0.0.1:{free_port()}"
             port = base.rsplit(":", 1)[1]
-            command = [str(BIN / "dagster"), "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", port]
-            topology.start("dagster-dev", command, env)
+            # `make dev` is `fintrack ui`: dagster dev on this code location.
+            ui = topology.start("ui", [str(BIN / "fintrack"), "ui", "--port", port], env)
             deadline = time.monotonic() + 240
             with GraphQL(base) as graphql:
                 topology.wait_for("the code location", lambda: _loaded(graphql), deadline)
@@ -156,3 +156,7 @@ def test_the_ui_after_the_demo_shows_its_sessions_and_starts_no_run(tmp_path: Pa
     finally:
         strays = topology.stop()
     assert not strays, strays
+    for log in (topology.logs / "demo.log", ui.log):
+        printed = log.read_text()
+        for noise in ("Warning", "WARNING", "Traceback", "Telemetry"):
+            assert noise not in printed, (log.name, noise, printed[:4000])
