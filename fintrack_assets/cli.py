@@ -252,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"
     )
     commands.add_parser("settings", help="print the settings read from the environment")
+    commands.add_parser(
+        "home",
+        help="create DAGSTER_HOME (default .fintrack/dagster) as the demo does and print it",
+        description="Creates the Dagster instance folder the demo and `fintrack ui` use "
+        "(telemetry off in a new one; an existing dagster.yaml is left alone) and prints its "
+        "path, for `dagster asset materialize` and other dagster commands.",
+    )
     ui_parser = commands.add_parser(
         "ui",
         help="the Dagster UI and daemon (dagster dev) on this code location",
@@ -269,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
             return demo(args.days)
         if args.command == "ui":
             return ui(args.host, args.port)
+        if args.command == "home":
+            print(_dagster_home())
+            return 0
         return show_settings()
     except SettingsError as exc:
         print(f"fintrack: {exc}", file=sys.stderr)

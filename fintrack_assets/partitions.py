@@ -35,11 +35,12 @@ from fintrack_assets.core.calendar import (
 from fintrack_assets.settings import DEFAULT_START_DATE
 
 # Two beta parameters this project relies on deliberately: `backfill_policy` (a range is one run)
-# and `allow_nonexistent_upstream_partitions` (trailing windows that start before the data).
-# Their BetaWarning tells a user of the platform nothing they can act on; every other one shows.
+# and `allow_nonexistent_upstream_partitions` (trailing windows that start before the data); and
+# one Dagster passes to itself when a command selects `group:<name>` (`include_sources`). Their
+# BetaWarning tells a user of the platform nothing they can act on; every other one shows.
 warnings.filterwarnings(
     "ignore",
-    message=r"Parameter `(backfill_policy|allow_nonexistent_upstream_partitions)`",
+    message=r"Parameter `(backfill_policy|allow_nonexistent_upstream_partitions|include_sources)`",
     category=BetaWarning,
 )
 

@@ -273,3 +273,42 @@ def test_every_schedule_and_sensor_is_running_on_a_fresh_instance(tmp_path: Path
     assert [s["name"] for s in automation] == ["default_automation_condition_sensor"]
     assert set(status) == ON_BY_DEFAULT
     assert {name: "RUNNING" for name in ON_BY_DEFAULT} == status
+
+
+# The README's shell commands, as written
+
+
+def _readme_block(heading: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(f"## {heading}\n") :]
+    return section[section.index("```sh\n") + 6 : section.index("```\n", section.index("```sh"))]
+
+
+def test_the_readmes_shell_commands_run_as_written_without_noise(tmp_path: Path) -> None:
+    """In a checkout of its own (every top-level entry linked, `.fintrack/` fresh), so the
+    commands' relative paths land in tmp_path."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name not in (".fintrack", ".git"):
+            (checkout / entry.name).symlink_to(entry)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FINTRACK_", "AWS_", "POLYGON_", "DAGSTER_"))
+    }
+    block = _readme_block("From a shell")
+    done = _run(["bash", "-euo", "pipefail", "-c", block], env, checkout)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 0, printed[-4000:]
+    for noise in ("Warning", "WARNING", "Traceback", "Telemetry"):
+        assert noise not in printed, (noise, printed[-4000:])
+    from deltalake import DeltaTable
+
+    lake = checkout / ".fintrack" / "lake"
+    bronze = DeltaTable(str(lake / "bronze_ohlcv")).to_pyarrow_table()
+    # July 2025: 23 weekdays, less Independence Day.
+    assert len(set(bronze.column("date").to_pylist())) == 22
+    assert len(set(bronze.column("symbol").to_pylist())) == 45  # the sample universe
+    assert DeltaTable(str(lake / "silver_ohlcv_3d")).to_pyarrow_table().num_rows > 0
+    assert "| FINTRACK_LAKE_URL" in done.stdout
