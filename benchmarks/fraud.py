@@ -350,8 +350,23 @@ def _child_main(day: str) -> None:
 
     warnings.filterwarnings("ignore", category=BetaWarning)
     stats = _run_days(dt.date.fromisoformat(day), dt.date.fromisoformat(day))
-    stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stats["peak_rss_bytes"] = _peak_rss_bytes()
     print(json.dumps(stats, default=str))
+
+
+def _peak_rss_bytes() -> int:
+    """This process's own peak RSS: VmHWM, the high-water mark of its address space. Linux's
+    getrusage(RUSAGE_SELF).ru_maxrss keeps the parent's peak across the fork and exec that
+    started the child, so after a full run's big workloads it reported the harness's peak (7 GB),
+    not the pipeline's."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":

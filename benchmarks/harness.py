@@ -18,7 +18,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from benchmarks.common import ERROR, FAIL, HEADERS, Outcome, Row, error_row, log
+from benchmarks.common import (
+    ERROR,
+    FAIL,
+    HEADERS,
+    PARTITIONS_START,
+    Outcome,
+    Row,
+    error_row,
+    log,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 WORKLOADS = (
@@ -31,13 +40,12 @@ WORKLOADS = (
     "risk_1000_portfolios",
     "fraud_scoring",
 )
-PARTITIONS_START = "2015-01-02"
-"""Early enough for the 2,000 sessions ending 2025-10-03 (the first is in 2017)."""
 
 
 def configure_environment(root: Path) -> None:
-    """fintrack_assets reads its settings on import: fix them before the first import, so the
-    harness neither depends on nor touches the caller's lake, warehouse or universe."""
+    """The settings every workload's definitions read (`Settings.from_env()` where a workload
+    takes the environment's): fixed here, so the harness neither depends on nor touches the
+    caller's lake, warehouse or universe."""
     os.environ.update(
         {
             "FINTRACK_UNIVERSE": "synthetic:5400",

@@ -24,7 +24,15 @@ from dagster import (
 )
 from deltalake import DeltaTable, write_deltalake
 
-from benchmarks.common import INFO, Outcome, Row, VerificationError, log, verdict
+from benchmarks.common import (
+    INFO,
+    PARTITIONS_START,
+    Outcome,
+    Row,
+    VerificationError,
+    log,
+    verdict,
+)
 from fintrack_assets.checks import FRESHNESS_CHECK
 from fintrack_assets.core.calendar import EPOCH, sessions_between
 from fintrack_assets.core.synthetic import generate_ohlcv
@@ -174,6 +182,7 @@ def market_defs(workdir: Path, universe: str) -> Definitions:
             "FINTRACK_WAREHOUSE_URL": f"duckdb:///{workdir / 'warehouse.duckdb'}",
             "FINTRACK_UNIVERSE": universe,
             "FINTRACK_MARKET_DATA": "synthetic",
+            "FINTRACK_START_DATE": PARTITIONS_START,
         }
     )
     return build_defs(settings)
