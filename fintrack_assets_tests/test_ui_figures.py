@@ -134,7 +134,8 @@ def test_a_late_session_says_how_late_in_words(tmp_path, monkeypatch):
         limit=1,
     ).records
     deadline = dt.datetime(2025, 3, 14, 18, 0, tzinfo=NEW_YORK).timestamp()
-    minutes = round((record.timestamp - deadline) / 60)
+    # Past an hour, lateness reads in whole minutes: the seconds are dropped, not rounded.
+    minutes = round(record.timestamp - deadline) // 60
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
     words = " ".join(
