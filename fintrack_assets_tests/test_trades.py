@@ -151,8 +151,13 @@ def test_duplicates_keep_the_first_by_date_file_and_line_across_files():
     ]
 
 
-def test_non_utf8_file_rejects_every_row_and_never_raises():
+def test_non_utf8_bytes_reject_their_row_only_and_a_non_utf8_header_every_row():
     content = csv(GOOD, "c1,p1,2025-07-03,AAPL,BUY,1,10,0,USD").replace(b"p1", b"p\xe9", 1)
+    trades, rejects = parse_trades(content, "latin1.csv")
+    assert trades["trade_id"].to_list() == ["c1"]
+    assert rejects.select("trade_id", "line", "reason").rows() == [("g1", 2, "bad_encoding")]
+    header = HEADER.replace("currency", "curr\xe9ncy").encode("latin-1")
+    content = header + b"\n" + csv(GOOD, "c1,p1,2025-07-03,AAPL,BUY,1,10,0,USD", header="")[1:]
     trades, rejects = parse_trades(content, "latin1.csv")
     assert trades.is_empty()
     assert rejects.select("trade_id", "line", "reason").rows() == [
@@ -184,7 +189,7 @@ def test_missing_column_rejects_every_row():
         (b"\n\n", "empty_file"),
         (csv(header=HEADER.replace("symbol,", "")), "missing_column:symbol"),
         ("trade_id,date".encode("utf-16"), "bad_encoding"),  # a header only, mis-encoded
-        (HEADER.encode() + b"\n" + b"x" * 200_000 + b"\n", "unreadable_csv"),  # csv's field limit
+        (b'"trade_id,date\n', "unreadable_csv"),  # a header only, that csv cannot split
     ],
 )
 def test_a_file_with_no_rows_to_blame_is_one_reject(content, reason):
@@ -193,12 +198,14 @@ def test_a_file_with_no_rows_to_blame_is_one_reject(content, reason):
     assert rejects.select("source_file", "line", "reason").rows() == [("f.csv", None, reason)]
 
 
-def test_line_numbers_count_physical_lines():
+def test_line_numbers_count_physical_lines_and_a_line_is_a_row():
     content = csv(
         "", "q1,p1,2025-07-03,AAPL,BUY,1,10,0,USD", '"q\n2",p1,2025-07-03,AAPL,BUY,1,10,0,USD', GOOD
     )
-    trades, _ = parse_trades(content, "q.csv")
-    assert trades.select("trade_id", "line").rows() == [("q1", 3), ("q\n2", 4), ("g1", 6)]
+    trades, rejects = parse_trades(content, "q.csv")
+    # A quoted value may not span lines: its first line is broken, its second a row of its own.
+    assert trades.select("trade_id", "line").rows() == [("q1", 3), ('2"', 5), ("g1", 6)]
+    assert rejects.select("trade_id", "line", "reason").rows() == [(None, 4, "malformed_row")]
 
 
 def test_header_only_file_is_empty_not_rejected():
@@ -231,3 +238,49 @@ def test_the_contract_catches_what_validation_would_not_allow():
         PortfolioTrade.validate(valid.with_columns(pl.lit("MSFT").alias("symbol")))
     with pytest.raises(pandera.errors.SchemaError):
         PortfolioTrade.validate(valid.drop("line"))
+
+
+def _lines_around(bad: bytes) -> bytes:
+    """Two good trades, the bad line (line 4), two more: the reject must be line 4 alone."""
+    good = [f"k{n},p1,2025-07-03,AAPL,BUY,1,10,0,USD".encode() for n in range(1, 5)]
+    return b"\n".join([HEADER.encode(), *good[:2], bad, *good[2:]]) + b"\n"
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"x" * 50_000_000, "line_too_long"),  # past the csv module's field limit
+        (b'b1,p1,2025-07-03,AAPL,BUY,1,"10,0,USD', "malformed_row"),  # an unbalanced quote
+        (bytes(b for b in range(256) if b != ord("\n")), "bad_encoding"),  # binary
+    ],
+)
+def test_one_bad_line_rejects_that_line_alone_and_keeps_the_rows_around_it(bad, reason):
+    valid, rejects = run(_lines_around(bad), "bad.csv")
+    assert valid.select("trade_id", "line").sort("line").rows() == [
+        ("k1", 2),
+        ("k2", 3),
+        ("k3", 5),
+        ("k4", 6),
+    ]
+    assert rejects.select("source_file", "line", "reason").rows() == [("bad.csv", 4, reason)]
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("r1,p1,2025-07-03,AAPL,BUY,1e308,1e308,0,USD", "out_of_range_quantity;out_of_range_price"),
+        ("r1,p1,2025-07-03,AAPL,BUY,1000000001,10,0,USD", "out_of_range_quantity"),
+        ("r1,p1,2025-07-03,AAPL,BUY,1,1000001,0,USD", "out_of_range_price"),
+        ("r1,p1,2025-07-03,AAPL,BUY,1,10,1e20,USD", "out_of_range_fees"),
+        ("r1,p1,2025-07-03,,DEPOSIT,1e308,,0,USD", "out_of_range_quantity"),
+    ],
+)
+def test_absurd_numbers_are_out_of_range(line, reason):
+    valid, rejects = run(csv(GOOD, line))
+    assert valid["trade_id"].to_list() == ["g1"]
+    assert rejects.select("trade_id", "reason").rows() == [("r1", reason)]
+
+
+def test_the_ceilings_themselves_are_accepted():
+    valid, rejects = run(csv("c1,p1,2025-07-03,AAPL,BUY,1000000000,1000000,1000000,USD", GOOD))
+    assert rejects.is_empty() and valid["trade_id"].to_list() == ["c1", "g1"]

@@ -27,11 +27,12 @@ Conventions:
 
 Reasons. For the whole file: `empty_file`, `malformed_header`, `missing_column:<name>` (the
 file's own column name), `bad_encoding` (an undecodable header). For a row, alone:
-`bad_encoding` (not UTF-8), `bad_field_count`, `malformed_row` (broken quoting). For a row's
+`bad_encoding` (not UTF-8), `bad_field_count`, `malformed_row` (broken quoting),
+`line_too_long` (past csv_lines.LINE_LIMIT in a chunk pyarrow could not split). For a row's
 values, as many as apply: `missing_transaction_id`, `missing_account_id`, `unparseable_ts`,
 `ts_outside_day`, `unparseable_amount` (also empty, NaN or infinite), `non_positive_amount`,
-`non_usd`, `unparseable_<coordinate>`, `out_of_range_<coordinate>`; and, for an otherwise
-valid row, `duplicate_transaction_id`.
+`out_of_range_amount` (above AMOUNT_MAX), `non_usd`, `unparseable_<coordinate>`,
+`out_of_range_<coordinate>`; and, for an otherwise valid row, `duplicate_transaction_id`.
 
 Speed: each chunk goes through pyarrow's C++ CSV parser and numpy checks (about 5 s per
 million rows on two cores); only chunks with blank lines, bad bytes or broken rows are
@@ -54,8 +55,10 @@ import pyarrow.compute as pacompute
 import pyarrow.csv as pacsv
 
 from fintrack_assets.core.bronze import reject_counts
+from fintrack_assets.core.csv_lines import is_utf8, line_chunks, read_header, split_line
 
 __all__ = [
+    "AMOUNT_MAX",
     "PAYMENT_COLUMNS",
     "PAYMENT_SCHEMA",
     "REJECT_SCHEMA",
@@ -107,6 +110,9 @@ whole file. `raw` is the offending value when the row has one value-level reason
 row's text; at most RAW_CHARS characters."""
 RAW_CHARS = 200
 
+AMOUNT_MAX = 1e6
+"""The largest plausible payment, USD (`out_of_range_amount` above it): far beyond any card
+payment (Sparkov's largest is under 30,000), and small enough that sums stay finite and exact."""
 _COORDINATES = {"lat": 90.0, "lon": 180.0, "merch_lat": 90.0, "merch_lon": 180.0}
 """Coordinate column -> largest absolute value."""
 _RAW_VALUE = {
@@ -114,6 +120,7 @@ _RAW_VALUE = {
     "ts_outside_day": "ts",
     "unparseable_amount": "amount",
     "non_positive_amount": "amount",
+    "out_of_range_amount": "amount",
     "non_usd": "currency",
     "duplicate_transaction_id": "transaction_id",
 } | {f"{kind}_{c}": c for c in _COORDINATES for kind in ("unparseable", "out_of_range")}
@@ -123,14 +130,11 @@ _TS_PATTERN = (
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2})?(?:[.,](\d{1,9}))?"
     r"\s*(?:[Zz]|([+-])(\d{2})(?::?(\d{2}))?)?$"
 )
-_BLOCK_BYTES = 1 << 20
-_BOM = b"\xef\xbb\xbf"
 _WHITESPACE = " \t\r\n\x0b\x0c"
 """Trimmed from values: ASCII whitespace only, so a value reads the same in any chunk."""
 _PADDING = (b" ", b"\t", b"\x0b", b"\x0c")
 """Without any of these bytes in a chunk, no value needs trimming and the pass is skipped
 (single bytes: Python finds them at memchr speed)."""
-_LF = ord("\n")
 
 
 @dataclass(frozen=True)
@@ -165,68 +169,18 @@ def read_payments(
         stream = io.BytesIO(bytes(stream))
     seen = set() if seen is None else seen
 
-    header, rest, number = _header(stream)
+    header, rest, number = read_header(stream)
     if header is None:
         yield _empty_payments(), _file_reject(source, "empty_file")
         return
     layout = _layout(header)
     yielded = False
-    for first, blob in _line_chunks(stream, rest, number, chunk_rows):
+    for first, blob in line_chunks(stream, rest, number, chunk_rows):
         yield _chunk(blob, first, layout, source, day, seen)
         yielded = True
     if not yielded:
         rejects = _file_reject(source, layout.problem) if layout.problem else _empty_rejects()
         yield _empty_payments(), rejects
-
-
-def _header(stream: BinaryIO) -> tuple[bytes | None, bytes, int]:
-    """(the first non-blank line, the bytes read after it, the number of the line after it);
-    None for a file with no such line."""
-    buffer = stream.read(_BLOCK_BYTES).removeprefix(_BOM)
-    number = 1
-    while True:
-        cut = buffer.find(b"\n")
-        if cut < 0:
-            data = stream.read(_BLOCK_BYTES)
-            if data:
-                buffer += data
-                continue
-            return (buffer, b"", number + 1) if buffer.strip() else (None, b"", number)
-        line, buffer = buffer[: cut + 1], buffer[cut + 1 :]
-        if line.strip():
-            return line, buffer, number + 1
-        number += 1
-
-
-def _line_chunks(
-    stream: BinaryIO, rest: bytes, number: int, lines: int
-) -> Iterator[tuple[int, bytes]]:
-    """(number of the first line, `lines` whole lines; the last chunk has what is left), read a
-    block at a time so memory stays flat. A line ends at LF (so CRLF works too)."""
-    pieces = [rest]
-    ends = [np.flatnonzero(np.frombuffer(rest, np.uint8) == _LF)]
-    size, count, done = len(rest), len(ends[0]), False
-    while True:
-        if count >= lines or done:
-            buffer, positions = b"".join(pieces), np.concatenate(ends)
-            start = 0
-            for k in range(lines - 1, len(positions), lines):
-                stop = int(positions[k]) + 1
-                yield number, buffer[start:stop]
-                number, start = number + lines, stop
-            if done:
-                if buffer[start:]:
-                    yield number, buffer[start:]
-                return
-            pieces, ends = [buffer[start:]], [positions[positions >= start] - start]
-            size, count = len(pieces[0]), len(ends[0])
-        data = stream.read(_BLOCK_BYTES)
-        if data:
-            pieces.append(data)
-            ends.append(np.flatnonzero(np.frombuffer(data, np.uint8) == _LF) + size)
-            size, count = size + len(data), count + len(ends[-1])
-        else:
-            done = True
 
 
 def _layout(header_line: bytes) -> _Layout:
@@ -319,7 +273,7 @@ def _chunk(
     if layout.problem:
         return _empty_payments(), _row_rejects(source, lines, numbers, rows, layout.problem)
     rejects = []
-    bad = [k for k in rows if not _is_utf8(lines[k])]
+    bad = [k for k in rows if not is_utf8(lines[k])]
     if bad:
         rejects.append(_row_rejects(source, lines, numbers, bad, "bad_encoding"))
         rows = sorted(set(rows) - set(bad))
@@ -373,14 +327,6 @@ def _typed(
     return payments, pl.concat(rejects).sort("line")
 
 
-def _is_utf8(line: bytes) -> bool:
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _split_fast(blob: bytes, layout: _Layout) -> pl.DataFrame | None:
     """The documented columns as text, a row per line, by pyarrow's C++ parser; None when a
     row has the wrong number of fields (the caller also checks the row count: pyarrow lets a
@@ -431,18 +377,21 @@ def _split_slow(
     """Like _split_fast, line by line with the csv module: (cells of the well-formed rows,
     reason -> rows that are not)."""
     values: dict[str, list[str | None]] = {target: [] for target in layout.position}
-    malformed: dict[str, list[int]] = {"malformed_row": [], "bad_field_count": []}
+    malformed: dict[str, list[int]] = {
+        "line_too_long": [],
+        "malformed_row": [],
+        "bad_field_count": [],
+    }
     for k in rows:
-        try:
-            parsed = list(csv.reader([lines[k].decode("utf-8")], strict=True))
-        except csv.Error:
-            malformed["malformed_row"].append(k)
+        fields, problem = split_line(lines[k])
+        if fields is None or problem:
+            malformed.setdefault(problem or "malformed_row", []).append(k)
             continue
-        if len(parsed) != 1 or len(parsed[0]) != layout.width:
+        if len(fields) != layout.width:
             malformed["bad_field_count"].append(k)
             continue
         for target, position in layout.position.items():
-            values[target].append(parsed[0][position].strip(_WHITESPACE) or None)
+            values[target].append(fields[position].strip(_WHITESPACE) or None)
     height = len(rows) - sum(map(len, malformed.values()))
     return _cells(values, height, layout), {r: b for r, b in malformed.items() if b}
 
@@ -517,6 +466,7 @@ def _validate(
             & ((micros < start) | (micros >= start + 86_400 * 10**6)),
             "unparseable_amount": ~np.isfinite(value["amount"]),
             "non_positive_amount": np.isfinite(value["amount"]) & (value["amount"] <= 0),
+            "out_of_range_amount": np.isfinite(value["amount"]) & (value["amount"] > AMOUNT_MAX),
             "non_usd": (frame["currency"].str.to_uppercase() != "USD").fill_null(True).to_numpy(),
         }
         for c, limit in _COORDINATES.items():

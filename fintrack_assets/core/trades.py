@@ -2,7 +2,9 @@
 
 Pure: bytes in, frames out (the landing zone reads the files, the asset writes the tables).
 Nothing is dropped silently: every row of every file ends up either valid or a reject with
-its `;`-joined reasons, and a file that cannot be read at all becomes one reject row.
+its `;`-joined reasons, and a file with no row to blame becomes one reject row. Files are read
+a physical line at a time (core/csv_lines.py, shared with payments): a broken line, however
+long or garbled, costs that line alone.
 
 Conventions (the holdings engine in core/holdings.py relies on them):
 - Values are trimmed; an empty cell is null. `action` and `symbol` are upper-cased, `currency`
@@ -14,6 +16,8 @@ Conventions (the holdings engine in core/holdings.py relies on them):
   amount), and `symbol` is empty or "CASH" (anything else is `unknown_symbol`). Valid cash
   rows come out with `symbol` null and `price` 1.0. "CASH" is never a tradable symbol.
 - `fees` (USD, >= 0) are charged on top of any action; empty means 0.
+- Every number has a plausible ceiling (`LIMITS`): above it the row is
+  `out_of_range_<column>`, so no absurd value (1e308) reaches the holdings as inf or NaN.
 - Of several rows with one `trade_id`, the first in (date, source_file, line) order among
   the rows with no other reason is kept, the later ones are `duplicate_trade_id`, also
   across files. A rejected row never blocks a later good one with its id.
@@ -21,7 +25,6 @@ Conventions (the holdings engine in core/holdings.py relies on them):
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Collection
 
@@ -29,10 +32,12 @@ import polars as pl
 
 from fintrack_assets.core.bronze import reject_counts
 from fintrack_assets.core.calendar import nyse_sessions
+from fintrack_assets.core.csv_lines import line_chunks, read_header, split_line
 
 __all__ = [
     "ACTIONS",
     "CASH_ACTIONS",
+    "LIMITS",
     "REJECT_SCHEMA",
     "TRADED_SCHEMA",
     "TRADE_COLUMNS",
@@ -73,6 +78,11 @@ REJECT_SCHEMA: dict[str, pl.DataType] = {c: pl.String() for c in TRADE_COLUMNS} 
 `line` is null for a reject that stands for a whole unreadable file."""
 
 _NUMBERS = ("quantity", "price", "fees")
+LIMITS = {"quantity": 1e9, "price": 1e6, "fees": 1e6}
+"""Numeric column -> the largest plausible value (`out_of_range_<column>` above it): a billion
+shares or USD a row, a million USD a share or in fees. Far beyond any real trade, and small
+enough that quantity x price and every sum of them stay finite and exact to the cent."""
+_CHUNK_LINES = 10_000
 
 
 def _empty_rejects() -> pl.DataFrame:
@@ -89,68 +99,61 @@ def _file_reject(source: str, reason: str) -> pl.DataFrame:
     return pl.DataFrame([row], schema=REJECT_SCHEMA)
 
 
-def _read_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """(header, [(line, fields)]) with physical 1-based line numbers: csv handles quoted
-    newlines and blank lines, which a row counter would miscount. Raises csv.Error."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header: list[str] | None = None
-    rows: list[tuple[int, list[str]]] = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if header is None:
-            header = [f.strip().lower() for f in fields]
-        else:
-            rows.append((start, fields))
-    return header or [], rows
+def _read_rows(
+    content: bytes,
+) -> tuple[list[str], str | None, list[tuple[int, list[str] | None, str | None]]]:
+    """(header, its problem, [(line, fields, problem)]) read line by line by the reader
+    payments share (core/csv_lines.py), with physical 1-based line numbers; blank lines are
+    skipped. A line that cannot be split has no fields and says why."""
+    stream = io.BytesIO(content)
+    first, rest, number = read_header(stream)
+    if first is None:
+        return [], None, []
+    fields, header_problem = split_line(first)
+    header = [f.strip().lower() for f in fields or []]
+    if fields is None and header_problem != "bad_encoding":
+        header_problem = "unreadable_csv"
+    rows: list[tuple[int, list[str] | None, str | None]] = []
+    for start, blob in line_chunks(stream, rest, number, _CHUNK_LINES):
+        for k, line in enumerate(blob.split(b"\n")):
+            if line.strip():
+                rows.append((start + k, *split_line(line)))
+    return header, header_problem, rows
 
 
 def parse_trades(content: bytes, source: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(trades typed as TRADED_SCHEMA, rejects as REJECT_SCHEMA) of one landing CSV. Never
     raises on bad content: every value is read as text first and typed afterwards, so one bad
-    cell rejects its row (`unparseable_<column>`), not the file. A non-UTF-8 file rejects
-    every row as `bad_encoding`, a missing header column every row as `missing_column:<name>`;
-    extra columns are ignored. A file-level problem with no rows to blame becomes one reject
-    with a null `line`."""
-    encoding_ok = True
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        encoding_ok = False
-        text = content.decode("utf-8-sig", errors="replace")
-    try:
-        header, rows = _read_rows(text)
-    except csv.Error:
-        reason = "unreadable_csv" if encoding_ok else "bad_encoding"
-        return pl.DataFrame(schema=TRADED_SCHEMA), _file_reject(source, reason)
-    if not header:
-        reason = "empty_file" if encoding_ok else "bad_encoding"
-        return pl.DataFrame(schema=TRADED_SCHEMA), _file_reject(source, reason)
+    cell rejects its row (`unparseable_<column>`), not the file, and one bad line its line
+    alone (`bad_encoding`, `malformed_row`, `line_too_long`: csv_lines.split_line). A non-UTF-8 or
+    unreadable header rejects every row (`bad_encoding`, `unreadable_csv`), a missing header
+    column every row as `missing_column:<name>`; extra columns are ignored. A file-level
+    problem with no rows to blame becomes one reject with a null `line`."""
+    header, header_problem, rows = _read_rows(content)
+    if not header and header_problem is None:
+        return pl.DataFrame(schema=TRADED_SCHEMA), _file_reject(source, "empty_file")
 
     # Columns of a mis-decoded header are noise: bad_encoding alone says what to fix.
     file_reasons = (
-        [f"missing_column:{c}" for c in TRADE_COLUMNS if c not in header]
-        if encoding_ok
-        else ["bad_encoding"]
+        [header_problem]
+        if header_problem
+        else [f"missing_column:{c}" for c in TRADE_COLUMNS if c not in header]
     )
     position = {name: header.index(name) for name in TRADE_COLUMNS if name in header}
     records = []
-    for line, fields in rows:
+    for line, fields, problem in rows:
+        cells = fields or []
         record: dict[str, object] = {
-            name: fields[i] if i < len(fields) else None for name, i in position.items()
+            name: cells[i] if i < len(cells) else None for name, i in position.items()
         }
         record["line"] = line
-        record["_field_count_ok"] = len(fields) == len(header)
+        record["_field_count_ok"] = len(cells) == len(header)
+        record["_line_problem"] = problem
         records.append(record)
     raw = pl.DataFrame(
         records,
         schema={c: pl.String() for c in TRADE_COLUMNS}
-        | {"line": pl.Int64(), "_field_count_ok": pl.Boolean()},
+        | {"line": pl.Int64(), "_field_count_ok": pl.Boolean(), "_line_problem": pl.String()},
     ).with_columns(pl.col(c).str.strip_chars().replace("", None) for c in TRADE_COLUMNS)
     raw = raw.with_columns(pl.lit(source, pl.String).alias("source_file"))
 
@@ -160,6 +163,9 @@ def parse_trades(content: bytes, source: str) -> tuple[pl.DataFrame, pl.DataFram
         rejects = raw.with_columns(pl.lit(";".join(file_reasons)).alias("reason"))
         return pl.DataFrame(schema=TRADED_SCHEMA), rejects.select(list(REJECT_SCHEMA))
 
+    broken = pl.col("_line_problem").is_not_null()
+    line_rejects = raw.filter(broken).with_columns(pl.col("_line_problem").alias("reason"))
+    raw = raw.filter(~broken)
     typed = {
         "date": pl.col("date").str.strptime(pl.Date, "%Y-%m-%d", strict=False),
         **{c: pl.col(c).cast(pl.Float64, strict=False) for c in _NUMBERS},
@@ -173,7 +179,12 @@ def parse_trades(content: bytes, source: str) -> tuple[pl.DataFrame, pl.DataFram
         for c in typed
     }
     parsed = parsed.with_columns(_reasons(checks))
-    rejects = parsed.filter(pl.col("reason").is_not_null()).select(list(REJECT_SCHEMA))
+    rejects = pl.concat(
+        [
+            line_rejects.select(list(REJECT_SCHEMA)),
+            parsed.filter(pl.col("reason").is_not_null()).select(list(REJECT_SCHEMA)),
+        ]
+    ).sort("line")
     trades = (
         parsed.filter(pl.col("reason").is_null())
         .with_columns(pl.col(f"_{c}").alias(c) for c in typed)
@@ -234,6 +245,9 @@ def validate_trades(
         & (pl.col("price").is_nan() | (pl.col("price") != 1.0)),
         "negative_fees": pl.col("fees").is_not_null()
         & (pl.col("fees").is_nan() | (pl.col("fees") < 0)),
+    } | {
+        f"out_of_range_{c}": pl.col(c).is_finite() & (pl.col(c) > limit)
+        for c, limit in LIMITS.items()
     }
     marked = (
         frame.sort("date", "source_file", "line", nulls_last=True, maintain_order=True)
