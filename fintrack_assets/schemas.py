@@ -20,7 +20,18 @@ def contract_failures(model: type[pa.DataFrameModel], frame: pl.DataFrame) -> st
     return None
 
 
-class _Bars(pa.DataFrameModel):
+class _Contract(pa.DataFrameModel):
+    """What every contract holds: no float column, declared or not, has inf or NaN."""
+
+    @pa.dataframe_check
+    def floats_are_finite(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """An absurd input is a reject upstream, never an inf or NaN in a table; a null is
+        each column's own business (nullable or not)."""
+        finite = pl.col(pl.Float32, pl.Float64).is_finite().fill_null(True)
+        return data.lazyframe.select(pl.all_horizontal(pl.lit(True), finite).alias("finite"))
+
+
+class _Bars(_Contract):
     """What every bar has, daily or longer: positive prices that the high and low bound."""
 
     symbol: str = pa.Field(str_matches=SYMBOL_PATTERN)
@@ -75,7 +86,7 @@ class SilverOHLCV(_Bars):
         return data.lazyframe.select(pl.col("bar_start") <= pl.col("bar_end"))
 
 
-class PortfolioTrade(pa.DataFrameModel):
+class PortfolioTrade(_Contract):
     """`portfolio_trades`: one validated trade per `trade_id`, normalised by core/trades.py.
 
     Cash actions (DEPOSIT, WITHDRAWAL, FEE) carry their USD amount as `quantity`, price 1 and
@@ -111,7 +122,7 @@ class PortfolioTrade(pa.DataFrameModel):
         )
 
 
-class PaymentTransaction(pa.DataFrameModel):
+class PaymentTransaction(_Contract):
     """`payment_transactions`: one valid payment per `transaction_id`, on its UTC day."""
 
     transaction_id: str = pa.Field(unique=True, str_length={"min_value": 1})
@@ -145,7 +156,7 @@ def _holds(condition: pl.Expr) -> pl.Expr:
     return condition.fill_null(True)
 
 
-class PortfolioReturn(pa.DataFrameModel):
+class PortfolioReturn(_Contract):
     """`portfolio_returns`: one row per (date, portfolio_id); a long-only book with no
     borrowing can lose at most everything in a day."""
 
@@ -161,7 +172,7 @@ class PortfolioReturn(pa.DataFrameModel):
         unique = ("date", "portfolio_id")
 
 
-class PortfolioRisk(pa.DataFrameModel):
+class PortfolioRisk(_Contract):
     """`portfolio_risk`: one row per (date, portfolio_id). Volatility is a standard deviation,
     a drawdown a fall from a peak, and the CVaR the mean of the tail beyond its VaR (both
     returns, negative is a loss), so the 99 % tail lies at or below the 95 % one."""
@@ -188,7 +199,7 @@ class PortfolioRisk(pa.DataFrameModel):
         return data.lazyframe.select(_holds(pl.col("var_99_1d") <= pl.col("var_95_1d") + TOLERANCE))
 
 
-class FactorExposure(pa.DataFrameModel):
+class FactorExposure(_Contract):
     """`portfolio_factor_exposures`: one row per (date, portfolio_id, factor); the ridge fit's
     in-sample R² lies in [0, 1] (its unpenalised intercept alone would explain nothing)."""
 
@@ -204,7 +215,7 @@ class FactorExposure(pa.DataFrameModel):
         unique = ("date", "portfolio_id", "factor")
 
 
-class SectorExposure(pa.DataFrameModel):
+class SectorExposure(_Contract):
     """`sector_exposure`: one row per (date, portfolio_id, sector); a portfolio's sector
     weights sum to 1 each day."""
 
@@ -225,7 +236,7 @@ class SectorExposure(pa.DataFrameModel):
         return data.lazyframe.select(~valued | ((total - 1.0).abs() <= TOLERANCE))
 
 
-class HoldingCorrelation(pa.DataFrameModel):
+class HoldingCorrelation(_Contract):
     """`holding_correlations`: one row per (date, portfolio_id, symbol_a, symbol_b), each
     pair once, a correlation in [-1, 1]."""
 
@@ -244,7 +255,7 @@ class HoldingCorrelation(pa.DataFrameModel):
         return data.lazyframe.select(pl.col("symbol_a") < pl.col("symbol_b"))
 
 
-class StressTest(pa.DataFrameModel):
+class StressTest(_Contract):
     """`portfolio_stress_tests`: one row per (date, portfolio_id, scenario); a scenario that
     can't be valued has neither P&L nor method."""
 
@@ -264,7 +275,7 @@ class StressTest(pa.DataFrameModel):
         return data.lazyframe.select(pl.col("pnl_pct").is_null() == pl.col("method").is_null())
 
 
-class HoldingsMonthly(pa.DataFrameModel):
+class HoldingsMonthly(_Contract):
     """`holdings_monthly`: one row per (month, portfolio_id, symbol), a snapshot taken on a
     session of its own month; a long-only book loses at most everything in a month."""
 

@@ -197,9 +197,11 @@ class HoldingsConfig(Config):
         AssetCheckSpec(
             "reconciliation",
             asset="holdings_daily",
+            blocking=True,
             description="Every day, each portfolio's cash equals its deposits minus "
             "withdrawals, buys and fees plus sells and dividends, each position is valued at "
-            "its quantity times the close, and the portfolio's weights sum to 1.",
+            "its quantity times the close, the portfolio's weights sum to 1, and no number "
+            "is infinite or NaN.",
         )
     ],
 )
@@ -254,7 +256,8 @@ def _reconciliation(
     daily: pl.DataFrame, flows: pl.DataFrame, trades: pl.DataFrame
 ) -> AssetCheckResult:
     """Cash rebuilt from the trades themselves (not the engine's bookkeeping), plus the
-    dividends the engine paid: deposits - withdrawals - buys + sells + dividends - fees."""
+    dividends the engine paid: deposits - withdrawals - buys + sells + dividends - fees. An
+    inf or NaN in any column fails it too: the identities cover only some of the columns."""
     cash = daily.filter(pl.col("symbol") == "CASH").select("date", "portfolio_id", "quantity")
     gross = pl.col("quantity") * pl.col("price")
     signed = pl.when(pl.col("action").is_in(["DEPOSIT", "SELL"])).then(gross).otherwise(
@@ -290,11 +293,18 @@ def _reconciliation(
         .agg(pl.col("weight").sum())
         .filter(pl.col("weight").is_not_null() & ((pl.col("weight") - 1.0).abs() > 1e-9))
     )
+    not_finite = daily.filter(
+        ~pl.all_horizontal(pl.lit(True), pl.col(pl.Float64).is_finite().fill_null(True))
+    )
     return AssetCheckResult(
         check_name="reconciliation",
         asset_key="holdings_daily",
-        passed=cash_off.is_empty() and value_off.is_empty() and weights_off.is_empty(),
+        passed=cash_off.is_empty()
+        and value_off.is_empty()
+        and weights_off.is_empty()
+        and not_finite.is_empty(),
         metadata={
+            "rows_not_finite": not_finite.height,
             "cash_days_off": cash_off.height,
             "positions_mis_valued": value_off.height,
             "portfolio_days_weights_off": weights_off.height,
