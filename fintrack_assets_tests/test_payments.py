@@ -311,6 +311,20 @@ def test_non_utf8_bytes_reject_their_row_only():
     assert "caf\ufffd" in rejects["raw"][0]
 
 
+def test_a_nul_byte_rejects_its_row_only_and_never_reaches_a_table():
+    """UTF-8 as it is, but no text file holds a NUL and PostgreSQL text cannot store one."""
+    content = csv(GOOD, row(merchant="a\x00b"), GOOD.replace("g1", "g2"))
+    valid, rejects = read(content)
+    assert valid["transaction_id"].to_list() == ["g1", "g2"]
+    assert rejects.select("line", "reason").rows() == [(3, "bad_encoding")]
+    assert "\x00" not in rejects["raw"][0] and "a\ufffdb" in rejects["raw"][0]
+
+
+def test_amounts_up_to_the_ceiling_are_accepted():
+    valid, rejects = read(csv(row(transaction_id="c1", amount="1000000"), GOOD))
+    assert rejects.is_empty() and valid["amount"].to_list() == [1_000_000.0, 12.5]
+
+
 def test_a_non_utf8_header_rejects_every_row_as_bad_encoding():
     content = HEADER.replace("merchant", "march\xe9").encode("latin-1") + b"\n"
     content += (GOOD + "\n" + GOOD.replace("g1", "g2") + "\n").encode()

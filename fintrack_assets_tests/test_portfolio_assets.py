@@ -153,3 +153,38 @@ def test_the_cost_method_is_run_config(platform, tmp_path):
     config = {**QUIET, "ops": {"holdings_daily": {"config": {"method": "lifo"}}}}
     with pytest.raises(DagsterInvalidConfigError, match=r"method not in enum type.*got lifo"):
         platform._run(job, {"dagster/partition": "2025-03-10"}, config)
+
+
+ABSURD = b"""trade_id,portfolio_id,date,symbol,action,quantity,price,fees,currency
+A1,P1,2025-03-11,AAPL,BUY,1e308,1e308,0,USD
+\xff\xfe\x00binary\x80
+A2,P1,2025-03-11,AAPL,BUY,1,"200,0,USD
+A3,P1,2025-03-11,AAPL,BUY,1,200,0,USD
+"""
+
+
+def test_absurd_numbers_and_broken_lines_cost_their_line_and_holdings_stay_finite(
+    platform, tmp_path
+):
+    LandingZone(str(tmp_path / "lake")).write("portfolio_trades", "c_absurd.csv", ABSURD)
+    assert _materialise(platform, {"portfolio_trades", "portfolio_trades_rejects"}).success
+    trades = platform.warehouse_frame("portfolio_trades").filter(
+        pl.col("source_file") == "c_absurd.csv"
+    )
+    assert trades.select("trade_id", "line").rows() == [("A3", 5)]
+    rejects = platform.warehouse_frame("portfolio_trades_rejects").filter(
+        pl.col("source_file") == "c_absurd.csv"
+    )
+    assert sorted(rejects.select("line", "reason").rows()) == [
+        (2, "out_of_range_quantity;out_of_range_price"),
+        (3, "bad_encoding"),
+        (4, "malformed_row"),
+    ]
+    daily_run = _materialise(platform, {"holdings_daily"}, FIRST, LAST)
+    assert daily_run.asset_checks == {("holdings_daily", "reconciliation"): True}
+    daily = platform.warehouse_frame("holdings_daily")
+    floats = daily.select(pl.col(pl.Float64))
+    assert floats.width >= 5
+    assert (
+        floats.select(pl.all().is_finite().fill_null(True).all()).row(0) == (True,) * floats.width
+    )

@@ -252,6 +252,7 @@ def _lines_around(bad: bytes) -> bytes:
         (b"x" * 50_000_000, "line_too_long"),  # past the csv module's field limit
         (b'b1,p1,2025-07-03,AAPL,BUY,1,"10,0,USD', "malformed_row"),  # an unbalanced quote
         (bytes(b for b in range(256) if b != ord("\n")), "bad_encoding"),  # binary
+        (b"b1,p1,2025-07-03,AAPL,BUY,1,10,0,US\x00D", "bad_encoding"),  # UTF-8, but a NUL
     ],
 )
 def test_one_bad_line_rejects_that_line_alone_and_keeps_the_rows_around_it(bad, reason):

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-__all__ = ["LINE_LIMIT", "line_chunks", "read_header", "split_line"]
+__all__ = ["LINE_LIMIT", "is_text", "line_chunks", "printable", "read_header", "split_line"]
 
 BLOCK_BYTES = 1 << 20
 LINE_LIMIT = csv.field_size_limit()
@@ -74,7 +74,10 @@ def line_chunks(
             done = True
 
 
-def is_utf8(line: bytes) -> bool:
+def is_text(line: bytes) -> bool:
+    """Valid UTF-8 without a NUL: no text file holds one, and PostgreSQL text cannot."""
+    if b"\x00" in line:
+        return False
     try:
         line.decode("utf-8")
     except UnicodeDecodeError:
@@ -82,14 +85,19 @@ def is_utf8(line: bytes) -> bool:
     return True
 
 
+def printable(line: bytes) -> str:
+    """The line as text a warehouse can store: bad bytes and NULs as U+FFFD."""
+    return line.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
 def split_line(line: bytes) -> tuple[list[str] | None, str | None]:
     """(fields, problem) of one physical line, its line ending dropped. problem is None,
     `line_too_long` (no fields), `malformed_row` (broken quoting: no fields) or `bad_encoding`
-    (not UTF-8: fields read with U+FFFD for the bad bytes when they split at all)."""
+    (not UTF-8, or a NUL: fields read with U+FFFD for the bad bytes when they split at all)."""
     if len(line) > LINE_LIMIT:
         return None, "line_too_long"
-    text = line.decode("utf-8", "replace").rstrip("\r\n")
-    problem = None if is_utf8(line) else "bad_encoding"
+    text = printable(line).rstrip("\r\n")
+    problem = None if is_text(line) else "bad_encoding"
     try:
         rows = list(csv.reader([text], strict=True))
     except csv.Error:

@@ -27,7 +27,7 @@ Conventions:
 
 Reasons. For the whole file: `empty_file`, `malformed_header`, `missing_column:<name>` (the
 file's own column name), `bad_encoding` (an undecodable header). For a row, alone:
-`bad_encoding` (not UTF-8), `bad_field_count`, `malformed_row` (broken quoting),
+`bad_encoding` (not UTF-8, or a NUL byte), `bad_field_count`, `malformed_row` (broken quoting),
 `line_too_long` (past csv_lines.LINE_LIMIT in a chunk pyarrow could not split). For a row's
 values, as many as apply: `missing_transaction_id`, `missing_account_id`, `unparseable_ts`,
 `ts_outside_day`, `unparseable_amount` (also empty, NaN or infinite), `non_positive_amount`,
@@ -55,7 +55,7 @@ import pyarrow.compute as pacompute
 import pyarrow.csv as pacsv
 
 from fintrack_assets.core.bronze import reject_counts
-from fintrack_assets.core.csv_lines import is_utf8, line_chunks, read_header, split_line
+from fintrack_assets.core.csv_lines import is_text, line_chunks, printable, read_header, split_line
 
 __all__ = [
     "AMOUNT_MAX",
@@ -230,7 +230,7 @@ def _file_reject(source: str, reason: str) -> pl.DataFrame:
 
 
 def _text(line: bytes) -> str:
-    return line.decode("utf-8", "replace").rstrip("\r\n")[:RAW_CHARS]
+    return printable(line).rstrip("\r\n")[:RAW_CHARS]
 
 
 def _row_rejects(
@@ -273,7 +273,7 @@ def _chunk(
     if layout.problem:
         return _empty_payments(), _row_rejects(source, lines, numbers, rows, layout.problem)
     rejects = []
-    bad = [k for k in rows if not is_utf8(lines[k])]
+    bad = [k for k in rows if not is_text(lines[k])]
     if bad:
         rejects.append(_row_rejects(source, lines, numbers, bad, "bad_encoding"))
         rows = sorted(set(rows) - set(bad))
@@ -291,9 +291,9 @@ def _chunk(
 
 
 def _plain(blob: bytes) -> bool:
-    """Valid UTF-8 and no CR but in CRLF: then pyarrow counts a row for each line unless a
+    """Text (UTF-8, no NUL) and no CR but in CRLF: then pyarrow counts a row for each line unless a
     line is blank or a quote spans lines, which the caller sees as a short row count."""
-    if b"\r" in blob and blob.count(b"\r") != blob.count(b"\r\n"):
+    if b"\x00" in blob or (b"\r" in blob and blob.count(b"\r") != blob.count(b"\r\n")):
         return False
     try:
         blob.decode("utf-8")
