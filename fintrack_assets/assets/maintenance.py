@@ -2,7 +2,8 @@
 
 Per lake table: z-order on `symbol` of the year partitions written since their last optimize
 (per-symbol reads then skip most of the data), then vacuum of the files no version within the
-retention window still needs. It is an op job, not an asset: it changes files, never rows, and
+retention window still needs and of the untracked files older than the window (parquet a killed
+writer wrote but never committed). It is an op job, not an asset: it changes files, never rows, and
 reports on each table it maintained with an AssetObservation.
 """
 
@@ -56,7 +57,8 @@ LISTED_PATHS = 50
 class LakeMaintenanceConfig(Config):
     retention_hours: int = Field(
         default=DEFAULT_RETENTION_HOURS,
-        description="Vacuum keeps the files any version of the last N hours needs. Below 168 "
+        description="Vacuum keeps the files any version of the last N hours needs and the "
+        "untracked files younger than N hours (a write in progress). Below 168 "
         "(Delta's default), readers of older versions (time travel, a long query) lose their "
         "files.",
     )

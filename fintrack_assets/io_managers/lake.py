@@ -244,8 +244,11 @@ class LakeTable:
         self, retention_hours: int = DEFAULT_RETENTION_HOURS, dry_run: bool = False
     ) -> VacuumStats:
         """Deletes (a dry run only lists) the files no version of the last `retention_hours`
-        needs: what optimize and window replacements left behind. Below Delta's default of
-        168 h, readers of versions older than the window lose their files."""
+        needs: what optimize and window replacements left behind, and the untracked files
+        older than the window that a killed writer left (parquet it wrote but never
+        committed). A full vacuum, since the log alone never names those; the window keeps a
+        live writer's not yet committed files. Below Delta's default of 168 h, readers of
+        versions older than the window lose their files."""
         if retention_hours < 0:
             raise ValueError(f"retention_hours must be >= 0, got {retention_hours}")
         started = time.perf_counter()
@@ -253,6 +256,7 @@ class LakeTable:
             retention_hours=retention_hours,
             dry_run=dry_run,
             enforce_retention_duration=retention_hours >= DEFAULT_RETENTION_HOURS,
+            full=True,
         )
         return VacuumStats(
             files=sorted(files),

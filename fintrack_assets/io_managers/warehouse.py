@@ -46,6 +46,10 @@ SCHEMA = "fintrack"
 PARTITION_SCHEMA = "fintrack_partitions"
 _MIN_SLICE_ROWS = 200_000  # below this a slice is not worth a connection of its own
 _LOWER_BOUND = re.compile(r"FROM \('(\d{4}-\d{2}-\d{2})")
+LOAD_PREFIX = "load_"
+"""Staging tables of a PostgreSQL window write: `load_<owner pid>_<token>_<yyyymmdd>` in
+`fintrack_partitions`, the owner being the backend of the write's lease connection."""
+_LOAD_OWNER = re.compile(rf"{LOAD_PREFIX}(?:(\d+)_)?[0-9a-f]{{8}}_\d{{8}}")
 
 _SQL_TYPES: dict[type[pl.DataType], tuple[str, str]] = {
     # polars type: (DuckDB, PostgreSQL)
@@ -397,16 +401,20 @@ class PostgresWarehouse(Warehouse):
     ) -> None:
         days = frame[column].unique().sort().to_list()
         token = secrets.token_hex(4)
-        loads = {day: f"load_{token}_{day:%Y%m%d}" for day in days}
+        loads: dict[dt.date, str] = {}
         try:
-            with self._connect(autocommit=True) as con:
-                con.execute(
+            # The lease: open until the swap is done, its backend pid names the load tables.
+            with self._connect(autocommit=True) as lease:
+                owner = lease.info.backend_pid
+                loads.update({day: f"{LOAD_PREFIX}{owner}_{token}_{day:%Y%m%d}" for day in days})
+                lease.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                         sql.Identifier(PARTITION_SCHEMA)
                     )
                 )
+                self._drop_dead_loads(lease)
                 for day, load in loads.items():
-                    con.execute(
+                    lease.execute(
                         sql.SQL(
                             "CREATE TABLE {load} (LIKE {parent});"
                             "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
@@ -419,34 +427,34 @@ class PostgresWarehouse(Warehouse):
                             **_day_bounds(day),
                         )
                     )
-            self._copy_parallel(frame, column, loads)
-            with self._connect() as con:
-                con.execute(
-                    sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
-                )
-                for old, day in self._day_partitions(con, table):
-                    if start <= day < end:
+                self._copy_parallel(frame, column, loads)
+                with self._connect() as con:
+                    con.execute(
+                        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
+                    )
+                    for old, day in self._day_partitions(con, table):
+                        if start <= day < end:
+                            con.execute(
+                                sql.SQL("ALTER TABLE {} DETACH PARTITION {}; DROP TABLE {}").format(
+                                    self._table(table), old, old
+                                )
+                            )
+                    for day, load in loads.items():
+                        name = partition_name(table, day)
                         con.execute(
-                            sql.SQL("ALTER TABLE {} DETACH PARTITION {}; DROP TABLE {}").format(
-                                self._table(table), old, old
+                            sql.SQL(
+                                "ALTER TABLE {load} RENAME TO {name};"
+                                "ALTER TABLE {parent} ATTACH PARTITION {partition} "
+                                "FOR VALUES FROM ({lo}) TO ({hi})"
+                            ).format(
+                                load=self._table(load, PARTITION_SCHEMA),
+                                name=sql.Identifier(name),
+                                parent=self._table(table),
+                                partition=self._table(name, PARTITION_SCHEMA),
+                                **_day_bounds(day),
                             )
                         )
-                for day, load in loads.items():
-                    name = partition_name(table, day)
-                    con.execute(
-                        sql.SQL(
-                            "ALTER TABLE {load} RENAME TO {name};"
-                            "ALTER TABLE {parent} ATTACH PARTITION {partition} "
-                            "FOR VALUES FROM ({lo}) TO ({hi})"
-                        ).format(
-                            load=self._table(load, PARTITION_SCHEMA),
-                            name=sql.Identifier(name),
-                            parent=self._table(table),
-                            partition=self._table(name, PARTITION_SCHEMA),
-                            **_day_bounds(day),
-                        )
-                    )
-            loads.clear()  # committed: they are partitions now
+                loads.clear()  # committed: they are partitions now
         finally:
             if loads:
                 self._drop_quietly(loads.values())
@@ -495,6 +503,29 @@ class PostgresWarehouse(Warehouse):
                 raise RuntimeError(f"unexpected partition {name!r} of {SCHEMA}.{table}: {bound}")
             found.append((self._table(name, schema), dt.date.fromisoformat(match.group(1))))
         return found
+
+    def _drop_dead_loads(self, con: psycopg.Connection) -> list[str]:
+        """Drops the load tables of writes killed before they could (a killed process runs no
+        `finally`), so they do not pile up. A load is dead when the backend its name carries
+        is gone: a live write's lease is still connected, so its tables stay. Names without
+        an owner predate the lease; at worst dropping one fails a write still running an
+        older version, which then keeps its old window and can be rerun."""
+        live = {row[0] for row in con.execute("SELECT pid FROM pg_stat_activity").fetchall()}
+        names = con.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
+            (PARTITION_SCHEMA, LOAD_PREFIX),
+        ).fetchall()
+        dead = []
+        for (name,) in names:
+            match = _LOAD_OWNER.fullmatch(name)
+            if match is not None and (match.group(1) is None or int(match.group(1)) not in live):
+                dead.append(name)
+        for name in dead:
+            con.execute(
+                sql.SQL("DROP TABLE IF EXISTS {}").format(self._table(name, PARTITION_SCHEMA))
+            )
+        return dead
 
     def _drop_quietly(self, loads: Iterable[str]) -> None:
         """Drops the load tables of a write that failed; the window keeps its old rows."""
