@@ -254,7 +254,8 @@ def test_dagster_yaml_instance_on_postgres(
     postgres_url: str, services: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """dagster.yaml starts a real instance on PostgreSQL (tables created), with the queue,
-    backfill limit, pools and run retries it declares; pools-init's commands set the limits."""
+    backfill limit, pools, run retries and run monitoring it declares; pools-init's commands
+    set the limits."""
     from click.testing import CliRunner
     from dagster import AssetsDefinition, DagsterInstance
     from dagster._cli.instance import instance_cli
@@ -282,6 +283,14 @@ def test_dagster_yaml_instance_on_postgres(
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
+        # DefaultRunLauncher cannot check a run's worker, so only a runtime limit ends a run
+        # whose worker was killed; a cancel it never acknowledges then times out.
+        assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+        assert not instance.run_launcher.supports_check_run_worker_health
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == 180
+        assert 6 * 3600 <= instance.run_monitoring_max_runtime_seconds <= 24 * 3600
+        assert 0 < instance.run_monitoring_cancel_timeout_seconds <= 600
         config = instance.get_concurrency_config()
         queue = config.run_queue_config
         assert queue is not None and queue.max_concurrent_runs > 0
