@@ -13,8 +13,6 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
-INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 DAGSTER_DEV_SUPERSEDED = "Function `dev_command` is superseded"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PAYMENT_DAYS = 7
@@ -23,16 +21,20 @@ PAYMENT_ACCOUNTS = 2000
 
 
 def _dagster_home() -> Path:
-    """The demo's instance: a folder of SQLite files. A new one gets a dagster.yaml that turns
-    Dagster's telemetry off (the embedded default sends nothing anywhere, and so prints no
-    banner about it); an existing one is left as its owner wrote it."""
-    home = Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists() or not instance_yaml.read_text().strip():
-        instance_yaml.write_text(INSTANCE_YAML)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+    """The demo's instance, its storage created before any run can start (see home.py)."""
+    from fintrack_assets.home import prepare_home
+
+    return prepare_home()
+
+
+def doctor() -> int:
+    """Checks the settings and DAGSTER_HOME, repairs what is safe, one line a finding."""
+    from fintrack_assets.home import doctor as findings
+
+    found = findings()
+    for finding in found:
+        print(finding.line, file=sys.stdout if finding.ok else sys.stderr)
+    return 0 if all(finding.ok for finding in found) else 1
 
 
 def demo(days: int) -> int:
@@ -259,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         "(telemetry off in a new one; an existing dagster.yaml is left alone) and prints its "
         "path, for `dagster asset materialize` and other dagster commands.",
     )
+    commands.add_parser(
+        "doctor",
+        help="check the settings and DAGSTER_HOME; repair a home broken by a storage race",
+        description="Checks that the settings are valid, that DAGSTER_HOME's storage is at "
+        "Dagster's one schema head and that the instance loads. A home two runs created "
+        "together (two schema heads recorded) is repaired in place; anything else is reported "
+        "with what to do. One line a finding; exit 0 when healthy, 1 otherwise.",
+    )
     ui_parser = commands.add_parser(
         "ui",
         help="the Dagster UI and daemon (dagster dev) on this code location",
@@ -276,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo(args.days)
         if args.command == "ui":
             return ui(args.host, args.port)
+        if args.command == "doctor":
+            return doctor()
         if args.command == "home":
             print(_dagster_home())
             return 0

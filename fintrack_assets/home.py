@@ -1,0 +1,153 @@
+"""The local Dagster instance (DAGSTER_HOME): created once, before any run, and checked.
+
+Dagster creates an instance's SQLite storage on first use, in whichever process gets there
+first. Two runs started together on a new home both create and stamp it (Dagster issue #27390):
+one fails with `UNIQUE constraint failed: alembic_version.version_num`, and the home is left with
+two revisions in `alembic_version`, so every later run fails with "more than one head".
+`prepare_home` creates the storage under a file lock before any run starts; `doctor` finds
+and, where it safely can, repairs a home broken that way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
+INSTANCE_YAML = "telemetry:\n  enabled: false\n"
+LOCK_FILE = ".fintrack-home.lock"
+SQLITE_STORAGES = ("history/runs.db", "history/runs/index.db", "schedules/schedules.db")
+"""The instance-wide SQLite databases Dagster stamps with an alembic revision (a run's own event
+shard, history/runs/<run id>.db, is created by that run alone)."""
+
+
+@contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    with open(home / LOCK_FILE, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def home_path() -> Path:
+    return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).resolve()
+
+
+def prepare_home() -> Path:
+    """The instance folder with its storage created: a new one gets a dagster.yaml that turns
+    Dagster's telemetry off (an existing one is left as its owner wrote it) and its databases,
+    created by one process at a time, so runs started afterwards only open them."""
+    home = home_path()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    with _locked(home):
+        instance_yaml = home / "dagster.yaml"
+        if not instance_yaml.exists() or not instance_yaml.read_text().strip():
+            instance_yaml.write_text(INSTANCE_YAML)
+        from dagster import DagsterInstance
+
+        with DagsterInstance.from_config(str(home)):
+            pass
+    return home
+
+
+def head_revision() -> str:
+    """The alembic revision Dagster's current storage schema is at."""
+    from alembic.script import ScriptDirectory
+    from dagster._core.storage.runs.sqlite import sqlite_run_storage
+    from dagster._core.storage.sql import get_alembic_config
+
+    head = ScriptDirectory.from_config(
+        get_alembic_config(sqlite_run_storage.__file__)
+    ).as_revision_number("head")
+    assert isinstance(head, str)
+    return head
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    line: str
+
+
+def _revisions(database: Path) -> list[str] | None:
+    """The rows of the database's alembic_version table; None when it has no such table."""
+    with sqlite3.connect(database) as con:
+        try:
+            return [row[0] for row in con.execute("SELECT version_num FROM alembic_version")]
+        except sqlite3.OperationalError:
+            return None
+
+
+def _check_storage(database: Path, name: str, head: str, repair: bool) -> Finding:
+    revisions = _revisions(database)
+    if revisions == [head]:
+        return Finding(True, f"ok: {name} is at Dagster's schema head {head}")
+    if revisions and len(revisions) > 1 and head in revisions:
+        # Two processes created this storage together: both created every table at head,
+        # then the one that found the tables already there stamped an older revision too.
+        if not repair:
+            return Finding(False, f"broken: {name} records {len(revisions)} schema heads")
+        with sqlite3.connect(database) as con:
+            con.execute("DELETE FROM alembic_version WHERE version_num != ?", (head,))
+        return Finding(
+            True,
+            f"repaired: {name} recorded {len(revisions)} schema heads "
+            f"({', '.join(sorted(revisions))}); kept {head}, the one its tables were created at",
+        )
+    if revisions and len(revisions) == 1:
+        return Finding(
+            False,
+            f"old schema: {name} is at {revisions[0]}, not {head}: run `dagster instance migrate`",
+        )
+    return Finding(
+        False,
+        f"broken: {name} records {'no' if not revisions else 'unknown'} schema revisions "
+        f"({', '.join(revisions or []) or 'none'}): move it away (mv {database} "
+        f"{database}.broken) and run `fintrack home` again; the runs it recorded are forgotten",
+    )
+
+
+def doctor(repair: bool = True) -> list[Finding]:
+    """What is wrong with the settings and the home, one finding a line; repairs what is safe."""
+    from fintrack_assets.settings import SettingsError, get_settings
+
+    findings = []
+    try:
+        get_settings()
+        findings.append(Finding(True, "ok: settings are valid"))
+    except SettingsError as exc:
+        findings.append(Finding(False, f"settings: {exc}"))
+    home = home_path()
+    if not (home / "dagster.yaml").is_file():
+        findings.append(
+            Finding(False, f"missing: {home} has no dagster.yaml: run `fintrack home` to create it")
+        )
+        return findings
+    head = head_revision()
+    with _locked(home):
+        for name in SQLITE_STORAGES:
+            if (home / name).is_file():
+                findings.append(_check_storage(home / name, name, head, repair))
+    if all(finding.ok for finding in findings[1:]):
+        findings.append(_load_instance(home))
+    return findings
+
+
+def _load_instance(home: Path) -> Finding:
+    from dagster import DagsterInstance
+
+    try:
+        with DagsterInstance.from_config(str(home)) as instance:
+            instance.get_runs(limit=1)
+    except Exception as exc:  # any failure here is the finding: the instance does not load
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return Finding(False, f"broken: the instance at {home} does not load: {first}")
+    return Finding(True, f"ok: the instance at {home} loads")
