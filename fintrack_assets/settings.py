@@ -74,6 +74,9 @@ class Settings:
     fraud_api_token: Secret | None
     alert_webhook_url: SecretUrl | None
     s3_storage_options: Mapping[str, str] = field(repr=False)
+    s3_role_declared: bool = False
+    """FINTRACK_S3_INSTANCE_ROLE=true, or a role the platform declares (EKS, ECS): the lake's
+    credentials come from the environment delta-rs runs in, not from variables."""
 
     @property
     def warehouse_backend(self) -> str:
@@ -115,6 +118,7 @@ class Settings:
             ),
             ("AWS_REGION", aws["AWS_REGION"]),
             ("AWS_PROFILE", aws.get("AWS_PROFILE", "-")),
+            (S3_INSTANCE_ROLE, "true" if self.s3_role_declared else "-"),
             *((name, "***" if name in aws else "-") for name in AWS_SECRETS),
         ]
 
@@ -184,7 +188,31 @@ class Settings:
             )
             else None,
             s3_storage_options=_s3_storage_options(env),
-        )
+            s3_role_declared=_flag(get(S3_INSTANCE_ROLE, "false"), S3_INSTANCE_ROLE)
+            or any(get(name) for name in ROLE_VARIABLES),
+        )._checked_s3_credentials()
+
+    def _checked_s3_credentials(self) -> Settings:
+        """An S3 lake without credentials would load, then fail each write after delta-rs has
+        spent a minute asking a metadata service that is not there: say so now instead."""
+        if not self.lake_is_s3:
+            return self
+        aws = self.s3_storage_options
+        key, secret = "AWS_ACCESS_KEY_ID" in aws, "AWS_SECRET_ACCESS_KEY" in aws
+        if key != secret:
+            have, missing = (
+                ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+                if key
+                else ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+            )
+            raise SettingsError(f"{missing} is required with {have} for an s3:// FINTRACK_LAKE_URL")
+        if not (key or "AWS_PROFILE" in aws or self.s3_role_declared):
+            raise SettingsError(
+                f"FINTRACK_LAKE_URL={self.lake_display} needs S3 credentials: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or "
+                f"{S3_INSTANCE_ROLE}=true where an instance or task role provides them"
+            )
+        return self
 
 
 def _choice(value: str | None, name: str, allowed: tuple[str, ...]) -> str:
@@ -246,6 +274,22 @@ def _start_date(value: str | None) -> dt.date:
 
 
 AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+S3_INSTANCE_ROLE = "FINTRACK_S3_INSTANCE_ROLE"
+ROLE_VARIABLES = (
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+"""What EKS (IRSA) and ECS set for a pod's or task's role: a role declared by the platform."""
+
+
+def _flag(value: str | None, name: str) -> bool:
+    assert value is not None
+    if value.lower() in ("false", "0", "no"):
+        return False
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    raise SettingsError(f"{name}={value!r} is not valid; it accepts true or false")
 
 
 def _s3_storage_options(env: Mapping[str, str]) -> dict[str, str]:

@@ -81,7 +81,11 @@ def test_a_bad_fraud_api_url_never_echoes_a_token():
 
 def test_s3_lake_and_endpoint():
     settings = Settings.from_env(
-        {"FINTRACK_LAKE_URL": "s3://bucket/lake/", "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}
+        {
+            "FINTRACK_LAKE_URL": "s3://bucket/lake/",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
+            "AWS_PROFILE": "minio",
+        }
     )
     assert settings.lake_url == "s3://bucket/lake"
     assert settings.lake_is_s3

@@ -10,8 +10,10 @@ from typing import Any
 
 import polars as pl
 from dagster import AssetKey, ConfigurableIOManager, Failure, InputContext, OutputContext
+from deltalake.exceptions import DeltaError
 
 from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.core.s3_errors import credentials_sentence, refused_credentials
 from fintrack_assets.partitions import window_dates
 
 PARTITION_EXPR = "partition_expr"
@@ -53,6 +55,30 @@ class NotMaterialised(Failure):
         return NotMaterialised, (self.asset, self.partition)
 
 
+class LakeCredentialsError(Failure):
+    """S3 refused or could not find the lake's credentials: a `Failure` that skips the retry
+    policy, since the same credentials would be refused again after each backoff."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(description=credentials_sentence(reason), allow_retries=False)
+
+    def __reduce__(self) -> tuple[type[LakeCredentialsError], tuple[str]]:
+        return LakeCredentialsError, (self.reason,)
+
+
+@contextmanager
+def credentials_checked() -> Iterator[None]:
+    """An object store's credential error raised as LakeCredentialsError, the rest as they are."""
+    try:
+        yield
+    except (OSError, DeltaError) as exc:
+        reason = refused_credentials(str(exc))
+        if reason is None:
+            raise
+        raise LakeCredentialsError(reason) from None
+
+
 def last_session(start: dt.date | None, end: dt.date | None) -> str | None:
     """The partition a command should name for a read of [start, end): its last session, or
     `start` itself when the window is empty (a partition with nothing to read)."""
@@ -66,7 +92,8 @@ def last_session(start: dt.date | None, end: dt.date | None) -> str | None:
 def input_materialised(context: InputContext) -> Iterator[None]:
     """An input's missing table named as the upstream asset, with the partition to run."""
     try:
-        yield
+        with credentials_checked():
+            yield
     except NotMaterialised:
         partition = context.asset_partition_key_range.end if context.has_asset_partitions else None
         raise NotMaterialised(context.asset_key.to_user_string(), partition) from None
@@ -95,6 +122,6 @@ class TableIOManager(ConfigurableIOManager):
             if context.has_asset_partitions
             else None
         )
-        context.add_output_metadata(
-            self.store(context.asset_key, obj, partition_column(context), window)
-        )
+        with credentials_checked():
+            metadata = self.store(context.asset_key, obj, partition_column(context), window)
+        context.add_output_metadata(metadata)
