@@ -445,12 +445,13 @@ def payment_files_sensor(
         if (day := zone.day_of(file)) is not None:
             by_day.setdefault(day, []).append(file)
     changed: set[dt.date] = set()
+    ignored: list[str] = []
     for file in files:
         day = zone.day_of(file)
         if day is None:
-            context.log.warning(
-                f"{file.path}: not under a date=YYYY-MM-DD/ folder, so no day to run; ignored"
-            )
+            reason = zone.why_no_day(file)
+            context.log.warning(f"{file.path}: {reason}, so no day to run; ignored")
+            ignored.append(f"{file.path} ({reason})")
             continue
         changed.add(day)
     requests = []
@@ -476,9 +477,16 @@ def payment_files_sensor(
         keys |= keys_at_newest
     return SensorResult(
         run_requests=requests,
-        skip_reason=None if requests else "every changed day's files are processed already",
+        skip_reason=None if requests else _skip_reason(bool(changed), ignored),
         cursor=json.dumps({"mtime": latest, "keys": sorted(keys)}),
     )
+
+
+def _skip_reason(any_day: bool, ignored: list[str]) -> str:
+    reason = "every changed day's files are processed already" if any_day else "no day changed"
+    if ignored:
+        reason += f"; ignored {len(ignored)} file(s) with no day: {'; '.join(ignored)}"
+    return reason
 
 
 def _calendar_days(context: SensorEvaluationContext) -> PartitionsDefinition:

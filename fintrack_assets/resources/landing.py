@@ -51,6 +51,10 @@ def validate_dataset(dataset: str) -> str:
     return dataset
 
 
+def _folder_of(file: LandingFile) -> str:
+    return file.path.rsplit("/", 2)[-2] if file.path.count("/") >= 2 else ""
+
+
 def _utc(moment: dt.datetime | None) -> dt.datetime:
     if moment is None:
         return dt.datetime.fromtimestamp(0, dt.UTC)
@@ -150,14 +154,24 @@ class LandingZone:
 
     def day_of(self, file: LandingFile) -> dt.date | None:
         """The day of a file under a `date=YYYY-MM-DD/` folder, else None."""
-        parent = file.path.rsplit("/", 2)[-2] if file.path.count("/") >= 2 else ""
-        match = DAY_FOLDER.fullmatch(parent)
+        match = DAY_FOLDER.fullmatch(_folder_of(file))
         if not match:
             return None
         try:
             return dt.date.fromisoformat(match.group(1))
         except ValueError:
             return None
+
+    def why_no_day(self, file: LandingFile) -> str | None:
+        """Why a file has no day (so no run reads it), in words for a log line; None when it
+        has one. A folder that looks like a day but is not one (`date=2024-5-1`,
+        `date=2024-02-30`) is told apart from a file outside any `date=` folder."""
+        if self.day_of(file) is not None:
+            return None
+        folder = _folder_of(file)
+        if folder.startswith("date="):
+            return f"its folder {folder!r} is not a date=YYYY-MM-DD day (e.g. date=2024-05-01)"
+        return "not under a date=YYYY-MM-DD/ folder"
 
     def _check_inside(self, file: LandingFile) -> None:
         """Only files under this zone's `landing/` are read, so a LandingFile built by hand
