@@ -17,10 +17,17 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from dagster import AssetKey, InputContext
+from dagster import AssetKey, InputContext, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import Field
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from fintrack_assets.core.calendar import require_within_window
 from fintrack_assets.io_managers.context import (
@@ -34,6 +41,9 @@ from fintrack_assets.io_managers.context import (
 from fintrack_assets.partitions import window_dates
 
 YEAR = "year"
+
+LOGGER = get_dagster_logger(__name__)
+"""Commit-conflict retries show in the run's event log (and on stderr outside a run)."""
 
 DEFAULT_RETENTION_HOURS = 168
 """Delta's default `delta.deletedFileRetentionDuration` (7 days). Vacuum refuses a shorter
@@ -63,6 +73,38 @@ OPTIMIZE_TAG = "fintrack.optimize"
 """Commit-info key of our z-order commits ({"zorder_by": [...], "years": [...]}, for people
 reading the history) and prefix of the app ids that record, per year, the version of the
 z-order commit that last rewrote it (see `LakeTable.pending_partitions`)."""
+
+
+COMMIT_ATTEMPTS = 8
+"""Tries of one write, optimize or table creation that loses a commit conflict (another run
+or lake_maintenance committed between its read of the table and its commit)."""
+
+COMMIT_BACKOFF_SECONDS = 0.5
+"""Base of the jittered exponential wait between those tries (at most 30 s): ~1 min in all
+before the conflict fails the step."""
+
+
+def _log_conflict(state: RetryCallState) -> None:
+    assert state.outcome is not None and state.next_action is not None
+    LOGGER.warning(
+        f"commit conflict ({state.outcome.exception()}): rereading the table and trying again "
+        f"in {state.next_action.sleep:.1f} s ({state.attempt_number + 1}/{COMMIT_ATTEMPTS})"
+    )
+
+
+def on_commit_conflict() -> Retrying:
+    """Reruns a whole Delta transaction, from a fresh snapshot, when its commit fails.
+
+    delta-rs already retries a commit whose conflict check passes; a CommitFailedError means
+    the check failed (the other commit touched what this one read), so only rereading the
+    table and redoing the work is correct. Random waits keep two losers from colliding again."""
+    return Retrying(
+        retry=retry_if_exception_type(CommitFailedError),
+        wait=wait_random_exponential(multiplier=COMMIT_BACKOFF_SECONDS, max=30),
+        stop=stop_after_attempt(COMMIT_ATTEMPTS),
+        before_sleep=_log_conflict,
+        reraise=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -122,28 +164,46 @@ class LakeTable:
             f"{YEAR} >= {start.year} AND {YEAR} <= {end.year} AND "
             f"{date_column} >= '{start.isoformat()}' AND {date_column} < '{end.isoformat()}'"
         )
-        if self._table() is None:
-            return self._write(data, mode="overwrite")
-        return self._write(data, mode="overwrite", predicate=predicate)
+        return on_commit_conflict()(self._overwrite, data.to_arrow(), predicate)
 
     def replace_all(self, frame: pl.DataFrame) -> int:
-        return self._write(frame, mode="overwrite", partitioned=False)
+        return on_commit_conflict()(self._overwrite, frame.to_arrow(), None)
 
-    def _write(
-        self, data: pl.DataFrame, mode: str, predicate: str | None = None, partitioned: bool = True
-    ) -> int:
+    def _overwrite(self, data: pa.Table, predicate: str | None) -> int:
+        """One attempt: replaces the rows matching `predicate` (all rows without one) from
+        the table's current snapshot; returns the version it committed.
+
+        A window's first write creates the empty table first, so it too is a predicated
+        overwrite: an unpredicated one racing another run's first write would remove that
+        run's rows."""
+        table = self._table()
+        if table is None and predicate is not None:
+            table = self._create(data.schema)
         write_deltalake(
-            self.uri,
-            data.to_arrow(),
-            mode=mode,  # type: ignore[arg-type]
+            self.uri if table is None else table,
+            data,
+            mode="overwrite",
             predicate=predicate,
-            partition_by=[YEAR] if partitioned else None,
+            partition_by=None if predicate is None else [YEAR],
             storage_options=self.storage_options or None,
-            schema_mode="merge" if predicate else None,
+            schema_mode=None if predicate is None else "merge",
         )
-        version = self.version()
+        version = self.version() if table is None else table.version()
         assert version is not None
         return version
+
+    def _create(self, schema: pa.Schema) -> DeltaTable:
+        """The empty year-partitioned table. Its commit is never retried by delta-rs (which
+        would otherwise commit a second CREATE over a racing writer's table): losing the race
+        for version 0 raises CommitFailedError, and the retry finds the winner's table."""
+        return DeltaTable.create(
+            self.uri,
+            schema,
+            mode="ignore",
+            partition_by=[YEAR],
+            storage_options=self.storage_options or None,
+            commit_properties=CommitProperties(max_commit_retries=0),
+        )
 
     def read_window(
         self,
@@ -193,8 +253,12 @@ class LakeTable:
         """Z-orders, in one commit, the year partitions written since their last z-order.
 
         Incremental: an already consolidated year is left alone, so a daily run rewrites only
-        the year the day's write went to. Rows never change, only their files and order."""
-        started = time.perf_counter()
+        the year the day's write went to. Rows never change, only their files and order. A
+        z-order that loses a commit conflict to a run's write starts again from the new
+        snapshot, with the years then pending."""
+        return on_commit_conflict()(self._optimize, zorder_by, time.perf_counter())
+
+    def _optimize(self, zorder_by: Sequence[str], started: float) -> OptimizeStats:
         table = self._existing()
         before = _active_files(table, self.uri)
         years = self._pending_years(table, before, zorder_by)
