@@ -131,3 +131,42 @@ def test_holdings_reconciliation_fails_on_a_non_finite_number(value):
     assert _reconciliation(_book(100.0), flows, trades).passed
     failed = _reconciliation(_book(value), flows, trades)
     assert not failed.passed and failed.metadata["rows_not_finite"].value == 1
+
+
+@pytest.mark.parametrize("store", ["warehouse", "lake"])
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_an_io_manager_refuses_to_write_a_non_finite_value(tmp_path, store, bad) -> None:
+    """Before the write, whichever asset computed the frame: the table is never created."""
+    from dagster import AssetKey
+
+    from fintrack_assets.io_managers.context import NonFiniteValues, NotMaterialised
+    from fintrack_assets.io_managers.lake import LakeIOManager
+    from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+
+    frame = pl.DataFrame(
+        {
+            "date": [DAY, DAY, DAY],
+            "symbol": ["AAPL", "MSFT", "SPY"],
+            "market_value": [100.0, bad, None],  # a null is missing, not non-finite
+            "weight": [0.5, 0.5, bad],
+        }
+    )
+    manager = (
+        WarehouseIOManager(url=f"duckdb:///{tmp_path}/w.duckdb")
+        if store == "warehouse"
+        else LakeIOManager(lake_url=str(tmp_path / "lake"), storage_options={})
+    )
+    window = (DAY, DAY + dt.timedelta(days=1))
+    with pytest.raises(NonFiniteValues) as refused:
+        manager.write(AssetKey("holdings_daily"), frame, "date", window)
+    assert refused.value.description == (
+        "holdings_daily was not written: non-finite values (inf or NaN) in "
+        "market_value (1), weight (1)"
+    )
+    with pytest.raises(NotMaterialised):
+        if store == "warehouse":
+            manager.warehouse.read("holdings_daily")
+        else:
+            manager.table(["holdings_daily"]).read_window()
+    finite = frame.with_columns(pl.col("market_value", "weight").fill_nan(0.0).clip(-1e9, 1e9))
+    manager.write(AssetKey("holdings_daily"), finite, "date", window)

@@ -44,7 +44,7 @@ def companion(
     beside = ", ".join(sorted(key.to_user_string() for key in context.selected_asset_keys))
     metadata = {
         **output.metadata,
-        **store.store(AssetKey(name), frame, column, window),
+        **store.write(AssetKey(name), frame, column, window),
         "written_with": MetadataValue.text(f"{beside} (selected without this asset)"),
     }
     if not partitioned:

@@ -114,6 +114,19 @@ class TableIOManager(ConfigurableIOManager):
         unpartitioned); returns the output metadata."""
         raise NotImplementedError
 
+    def write(
+        self,
+        key: AssetKey,
+        frame: pl.DataFrame,
+        column: str,
+        window: tuple[dt.date, dt.date] | None,
+    ) -> dict[str, Any]:
+        """`store`, after refusing a frame that holds an inf or a NaN: no table ever gets one,
+        whichever asset computed it (the contracts judge after the write; this is before)."""
+        refuse_non_finite(key, frame)
+        with credentials_checked():
+            return self.store(key, frame, column, window)
+
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
             return
@@ -122,6 +135,29 @@ class TableIOManager(ConfigurableIOManager):
             if context.has_asset_partitions
             else None
         )
-        with credentials_checked():
-            metadata = self.store(context.asset_key, obj, partition_column(context), window)
-        context.add_output_metadata(metadata)
+        context.add_output_metadata(
+            self.write(context.asset_key, obj, partition_column(context), window)
+        )
+
+
+class NonFiniteValues(Failure):
+    """A frame about to be written holds an inf or a NaN: nothing is written, and a retry would
+    compute the same."""
+
+    def __init__(self, key: AssetKey, counts: dict[str, int]) -> None:
+        shown = ", ".join(f"{column} ({n:,})" for column, n in counts.items())
+        super().__init__(
+            description=f"{key.to_user_string()} was not written: non-finite values (inf or "
+            f"NaN) in {shown}",
+            allow_retries=False,
+        )
+
+
+def refuse_non_finite(key: AssetKey, frame: pl.DataFrame) -> None:
+    floats = [name for name, dtype in frame.schema.items() if dtype.is_float()]
+    if not floats:
+        return
+    counts = frame.select((~pl.col(c).is_finite()).sum() for c in floats).row(0, named=True)
+    bad = {column: int(n) for column, n in counts.items() if n}
+    if bad:
+        raise NonFiniteValues(key, bad)
