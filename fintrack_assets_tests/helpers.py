@@ -144,3 +144,23 @@ def local_platform(
     )
     assert platform.universe().success
     return platform
+
+
+def yfinance_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, universe: str, market_data: Any
+) -> Platform:
+    """A local platform on the yfinance source, served by `market_data` (recorded answers),
+    partitions from 2024, with `symbol_universe` loaded."""
+    platform = Platform(
+        {
+            "FINTRACK_MARKET_DATA": "yfinance",
+            "FINTRACK_UNIVERSE": universe,
+            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
+            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
+            "FINTRACK_START_DATE": "2024-01-02",
+        },
+        monkeypatch,
+        resources={"market_data": market_data},
+    )
+    assert platform.universe().success
+    return platform

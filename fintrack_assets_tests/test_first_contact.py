@@ -28,13 +28,18 @@ BAD_SETTINGS = [
 ]
 
 
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The machine's environment less any FINTRACK_/AWS_ variable, on tmp_path storage."""
-    env = {
+def _machine_env() -> dict[str, str]:
+    """The machine's environment less any variable of ours, Dagster's or AWS's."""
+    return {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("FINTRACK_", "AWS_", "POLYGON_", "DAGSTER_"))
     }
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """_machine_env on tmp_path storage."""
+    env = _machine_env()
     env.update(
         FINTRACK_LAKE_URL=str(tmp_path / "lake"),
         FINTRACK_WAREHOUSE_URL=f"duckdb:///{tmp_path}/warehouse.duckdb",
@@ -292,13 +297,8 @@ def test_the_readmes_shell_commands_run_as_written_without_noise(tmp_path: Path)
     for entry in ROOT.iterdir():
         if entry.name not in (".fintrack", ".git"):
             (checkout / entry.name).symlink_to(entry)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("FINTRACK_", "AWS_", "POLYGON_", "DAGSTER_"))
-    }
     block = _readme_block("From a shell")
-    done = _run(["bash", "-euo", "pipefail", "-c", block], env, checkout)
+    done = _run(["bash", "-euo", "pipefail", "-c", block], _machine_env(), checkout)
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-4000:]
     for noise in ("Warning", "WARNING", "Traceback", "Telemetry"):

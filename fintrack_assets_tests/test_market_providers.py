@@ -14,7 +14,7 @@ import pytest
 
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.resources.yahoo import YahooProvider
-from fintrack_assets_tests.helpers import Platform
+from fintrack_assets_tests.helpers import Platform, yfinance_platform
 from fintrack_assets_tests.polygon_stub import RecordedPolygon, StubServer
 from fintrack_assets_tests.test_yahoo import (
     MARCH,
@@ -43,19 +43,9 @@ class RecordedYahooData(MarketDataResource):
 
 @pytest.fixture
 def platform(tmp_path, monkeypatch) -> Platform:
-    platform = Platform(
-        {
-            "FINTRACK_MARKET_DATA": "yfinance",
-            "FINTRACK_UNIVERSE": "SPLT,CALM,GONE",
-            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
-            "FINTRACK_START_DATE": "2024-01-02",
-        },
-        monkeypatch,
-        resources={"market_data": RecordedYahooData(source="yfinance")},
+    return yfinance_platform(
+        tmp_path, monkeypatch, "SPLT,CALM,GONE", RecordedYahooData(source="yfinance")
     )
-    assert platform.universe().success
-    return platform
 
 
 def test_a_failed_symbol_is_accounted_for_and_never_fails_the_partition(platform):

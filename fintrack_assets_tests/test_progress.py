@@ -31,7 +31,12 @@ from fintrack_assets.progress import expected, watching
 from fintrack_assets.resources.fetching import Batch, batch_line
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.resources.yahoo import YahooProvider
-from fintrack_assets_tests.helpers import BRONZE_LAYER, QUIET, Platform, local_platform
+from fintrack_assets_tests.helpers import (
+    BRONZE_LAYER,
+    QUIET,
+    local_platform,
+    yfinance_platform,
+)
 from fintrack_assets_tests.test_yahoo import MARCH, SPLT, RecordedYahoo, calm_history
 
 BIN = Path(sys.executable).parent
@@ -158,18 +163,9 @@ class OneSymbolBatches(MarketDataResource):
 
 
 def test_raw_ohlcv_logs_each_batch_with_percent_and_eta(tmp_path, monkeypatch):
-    platform = Platform(
-        {
-            "FINTRACK_MARKET_DATA": "yfinance",
-            "FINTRACK_UNIVERSE": "SPLT,CALM,AAA,BBB",
-            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
-            "FINTRACK_START_DATE": "2024-01-02",
-        },
-        monkeypatch,
-        resources={"market_data": OneSymbolBatches(source="yfinance")},
+    platform = yfinance_platform(
+        tmp_path, monkeypatch, "SPLT,CALM,AAA,BBB", OneSymbolBatches(source="yfinance")
     )
-    assert platform.universe().success
     run = platform.market(MARCH[0].isoformat(), MARCH[-1].isoformat(), assets=["raw_ohlcv"])
     assert run.success
     run_id = platform.instance.get_runs(limit=1)[0].run_id
