@@ -33,11 +33,11 @@ from benchmarks.common import (
     log,
     verdict,
 )
-from fintrack_assets.checks import FRESHNESS_CHECK
 from fintrack_assets.core.calendar import EPOCH, sessions_between
 from fintrack_assets.core.synthetic import generate_ohlcv
 from fintrack_assets.core.universe import synthetic_universe
 from fintrack_assets.definitions import build_defs
+from fintrack_assets.defs.ops.checks import FRESHNESS_CHECK
 from fintrack_assets.settings import Settings
 
 QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -31,7 +31,6 @@ from benchmarks.market import (
     materialise_universe,
     run_daily_market_job,
 )
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS as RISK_ASSETS
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, SECTOR_ETFS
 from fintrack_assets.core.holdings import CASH
 from fintrack_assets.core.risk import (
@@ -44,6 +43,7 @@ from fintrack_assets.core.risk import (
     VOLATILITY_WINDOWS,
 )
 from fintrack_assets.core.universe import sample_universe
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS as RISK_ASSETS
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import Warehouse, warehouse_for
 

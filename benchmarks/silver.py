@@ -29,9 +29,9 @@ from benchmarks.market import (
     run_daily_market_job,
     run_failure,
 )
-from fintrack_assets.assets.silver import nesting_pairs
 from fintrack_assets.core.calendar import nyse_sessions, session_index
 from fintrack_assets.core.silver import INTERVALS, buckets_ending_in
+from fintrack_assets.defs.silver.assets import nesting_pairs
 from fintrack_assets.io_managers.lake import LakeTable
 
 SILVER = tuple(f"silver_ohlcv_{n}d" for n in INTERVALS)

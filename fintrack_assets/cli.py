@@ -46,9 +46,9 @@ def demo(days: int) -> int:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from fintrack_assets.automation import PORTFOLIO_ASSETS
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
+    from fintrack_assets.defs.market.jobs import PORTFOLIO_ASSETS
     from fintrack_assets.partitions import latest_closed_session, partitions_for
     from fintrack_assets.progress import expected, watching
     from fintrack_assets.settings import get_settings

@@ -1,4 +1,5 @@
-"""Assembles the code location: assets, checks, jobs and resources from the settings.
+"""Assembles the code location: the domains under `defs/`, then what depends on the settings
+(partitions from FINTRACK_START_DATE, catalog entries, resources).
 
 Importing this module reads no environment: `defs` is Dagster's lazy loader, so a bad setting
 shows as the code location's load error (one line naming the variable), and `fintrack --help`
@@ -7,34 +8,21 @@ works whatever the environment says.
 
 from __future__ import annotations
 
+import importlib
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions, EnvVar, definitions, map_asset_specs
+from dagster import (
+    ComponentTree,
+    Definitions,
+    EnvVar,
+    PreviewWarning,
+    definitions,
+    map_asset_specs,
+)
 
-from fintrack_assets.assets.fraud import (
-    fraud_predictions,
-    payment_files_sensor,
-    payment_transactions,
-    payments_job,
-)
-from fintrack_assets.assets.maintenance import lake_maintenance, lake_maintenance_schedule
-from fintrack_assets.assets.market import raw_ohlcv, symbol_universe, validate_bronze_ohlcv
-from fintrack_assets.assets.portfolio import holdings_daily, holdings_monthly, portfolio_trades
-from fintrack_assets.assets.risk import RISK_ASSETS
-from fintrack_assets.assets.silver import silver_ohlcv
-from fintrack_assets.automation import (
-    automation_sensor,
-    daily_market_job,
-    daily_market_schedule,
-    holdings_monthly_job,
-    holdings_monthly_schedule,
-    run_failure_alert,
-    session_freshness_job,
-    session_freshness_schedule,
-)
-from fintrack_assets.catalog import catalog
-from fintrack_assets.checks import session_freshness
+from fintrack_assets.catalog import PACKAGE_ROOT, catalog
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import partitions_for
@@ -43,18 +31,19 @@ from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import DEFAULT_POLYGON_URL, Settings, get_settings
 
-ASSETS = [
-    symbol_universe,
-    raw_ohlcv,
-    validate_bronze_ohlcv,
-    silver_ohlcv,
-    portfolio_trades,
-    holdings_daily,
-    holdings_monthly,
-    payment_transactions,
-    fraud_predictions,
-    *RISK_ASSETS,
-]
+
+def domains() -> Definitions:
+    """Everything under `defs/`, one folder per domain, found by Dagster's autoloader (what
+    `dg` projects use). Loaded from the imported package rather than from pyproject.toml, so
+    an installed copy (the deployment image) finds it too."""
+    tree = ComponentTree.from_module(
+        defs_module=importlib.import_module("fintrack_assets.defs"),
+        project_root=PACKAGE_ROOT.parent,
+    )
+    with warnings.catch_warnings():
+        # The autoloader calls Dagster's module loader, marked preview; nothing a user can act on.
+        warnings.simplefilter("ignore", PreviewWarning)
+        return tree.build_defs()
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
@@ -97,24 +86,14 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
     """The code location; `resources` replaces named ones (another provider, say). Partitions
     start at FINTRACK_START_DATE: each kind's template (partitions.py) is swapped for the
     settings' object of that kind."""
-    assets = map_asset_specs(partitions_for(settings.start_date).declared_by, ASSETS)
+    found = domains()
+    assets = map_asset_specs(partitions_for(settings.start_date).declared_by, found.assets or [])
     return Definitions(
         assets=catalog(assets, settings),
-        asset_checks=[session_freshness],
-        jobs=[
-            daily_market_job,
-            lake_maintenance,
-            payments_job,
-            holdings_monthly_job,
-            session_freshness_job,
-        ],
-        schedules=[
-            daily_market_schedule,
-            lake_maintenance_schedule,
-            holdings_monthly_schedule,
-            session_freshness_schedule,
-        ],
-        sensors=[payment_files_sensor, run_failure_alert, automation_sensor],
+        asset_checks=found.asset_checks,
+        jobs=found.jobs,
+        schedules=found.schedules,
+        sensors=found.sensors,
         resources={**build_resources(settings), **(resources or {})},
     )
 

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from dagster import (
-    AssetSelection,
     AssetSpec,
-    AutomationCondition,
     BetaWarning,
     DailyPartitionsDefinition,
     MonthlyPartitionsDefinition,
@@ -133,25 +131,3 @@ def unclosed_sessions(days: list[dt.date], now: dt.datetime | None = None) -> li
     """Sessions among `days` whose partition has not opened yet (before 16:05 New York)."""
     now = now or dt.datetime.now(_NEW_YORK)
     return [d for d in days if dt.datetime.combine(d, MARKET_CLOSE_PLUS, _NEW_YORK) > now]
-
-
-FOLLOWS_UPSTREAM = (
-    AutomationCondition.in_latest_time_window()
-    & AutomationCondition.any_deps_updated().since_last_handled()
-    & ~AutomationCondition.any_deps_in_progress()
-    & ~AutomationCondition.in_progress()
-).with_label("follows_upstream")
-"""Declarative automation for the layers after bronze: the latest session's partition is
-requested once any of its upstream partitions is updated, when nothing upstream is still
-running. Unlike `eager()` it does not wait for every mapped upstream partition to exist, so a
-trailing window (silver's 34 sessions, risk's 253) that starts before the data does still
-runs."""
-
-
-def follows_upstream_once(*ready: str) -> AutomationCondition:
-    """FOLLOWS_UPSTREAM, and only once each of `ready` (upstream asset keys mapped to the same
-    partition) exists or is requested in the same tick: holdings wait for portfolio_trades,
-    risk waits for holdings_daily."""
-    absent = AutomationCondition.missing() & ~AutomationCondition.will_be_requested()
-    waiting = AutomationCondition.any_deps_match(absent).allow(AssetSelection.assets(*ready))
-    return (FOLLOWS_UPSTREAM & ~waiting).with_label(f"follows_upstream, needs {', '.join(ready)}")

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, JobDefinition
 
-from fintrack_assets.assets.silver import silver_key
-from fintrack_assets.checks import FRESHNESS_CHECK
 from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.definitions import build_defs
+from fintrack_assets.defs.ops.checks import FRESHNESS_CHECK
+from fintrack_assets.defs.silver.assets import silver_key
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import warehouse_for
 from fintrack_assets.settings import Settings

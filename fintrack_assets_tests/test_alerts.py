@@ -15,7 +15,7 @@ from dagster import (
     op,
 )
 
-from fintrack_assets.automation import run_failure_alert
+from fintrack_assets.defs.ops.sensors import run_failure_alert
 from fintrack_assets.resources.alerts import AlertWebhook
 
 

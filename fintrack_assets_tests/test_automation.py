@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 from dagster import AssetKey, evaluate_automation_conditions
 
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.core.silver import INTERVALS
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
 

@@ -21,9 +21,9 @@ from dagster import (
 )
 from dagster._config import ConfigType, ConfigTypeKind
 
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.catalog import GitSource, catalog, warehouse_storage
-from fintrack_assets.definitions import ASSETS, build_defs
+from fintrack_assets.definitions import build_defs, domains
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.settings import Settings
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fintrack_assets"
@@ -183,7 +183,7 @@ def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
         (reference,) = references.code_references
         assert isinstance(reference, LocalFileCodeReference)
         source = Path(reference.file_path)
-        assert source.parent == PACKAGE / "assets", name
+        assert source.name == "assets.py" and source.parent.parent == PACKAGE / "defs", name
         assert reference.line_number is not None
         assert decorator_line(source, reference.line_number).startswith(("@asset(", "@multi")), name
 
@@ -191,13 +191,13 @@ def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
         node = graph.get(next(k for k in graph.get_all_asset_keys() if k.to_user_string() == name))
         (reference,) = node.metadata["dagster/code_references"].code_references
         path = Path(reference.file_path)
-        return path.name, function_after(path, reference.line_number)
+        return path.parent.name, function_after(path, reference.line_number)
 
-    assert referenced("symbol_universe") == ("market.py", "symbol_universe")
-    assert referenced("bronze_ohlcv_rejects") == ("market.py", "validate_bronze_ohlcv")
-    assert referenced("holdings_daily") == ("portfolio.py", "holdings_daily")
-    assert referenced("silver_ohlcv_21d") == ("silver.py", "silver_ohlcv")
-    assert referenced("fraud_prediction_failures") == ("fraud.py", "fraud_predictions")
+    assert referenced("symbol_universe") == ("market", "symbol_universe")
+    assert referenced("bronze_ohlcv_rejects") == ("market", "validate_bronze_ohlcv")
+    assert referenced("holdings_daily") == ("portfolio", "holdings_daily")
+    assert referenced("silver_ohlcv_21d") == ("silver", "silver_ohlcv")
+    assert referenced("fraud_prediction_failures") == ("payments", "fraud_predictions")
 
 
 def test_postgres_and_s3_catalog_names_the_backend_and_no_credential() -> None:
@@ -240,12 +240,13 @@ def test_warehouse_namespace_defaults_the_port_and_keeps_ipv6_hosts(
 
 def test_code_references_link_into_the_repository_without_a_warning(tmp_path: Path) -> None:
     settings = Settings.from_env({"FINTRACK_LAKE_URL": str(tmp_path / "lake")})
+    assets = [a for a in domains().assets or [] if isinstance(a, AssetsDefinition)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         linked = catalog(
-            ASSETS, settings, GitSource("https://github.com/acme/fintrack/", "release-1")
+            assets, settings, GitSource("https://github.com/acme/fintrack/", "release-1")
         )
-        local = catalog(ASSETS, settings)
+        local = catalog(assets, settings)
     assert [str(w.message) for w in caught] == []
 
     def references(assets: list[AssetsDefinition]) -> dict[str, Any]:
@@ -264,5 +265,5 @@ def test_code_references_link_into_the_repository_without_a_warning(tmp_path: Pa
             f"https://github.com/acme/fintrack/tree/release-1/{path}#L{files[name].line_number}"
         )
     assert urls["holdings_daily"].url.startswith(
-        "https://github.com/acme/fintrack/tree/release-1/fintrack_assets/assets/portfolio.py#L"
+        "https://github.com/acme/fintrack/tree/release-1/fintrack_assets/defs/portfolio/assets.py#L"
     )

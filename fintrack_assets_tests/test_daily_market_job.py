@@ -6,9 +6,9 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS
-from fintrack_assets.assets.silver import silver_key
 from fintrack_assets.core.silver import INTERVALS
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
+from fintrack_assets.defs.silver.assets import silver_key
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 
@@ -44,7 +44,7 @@ def _job_run(platform: Platform, first: str, last: str):
 
 
 def test_the_job_is_the_whole_chain_of_a_session() -> None:
-    from fintrack_assets import defs as load_defs
+    from fintrack_assets.definitions import defs as load_defs
 
     defs = load_defs()
 

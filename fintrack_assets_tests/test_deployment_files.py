@@ -299,7 +299,7 @@ def test_dagster_yaml_instance_on_postgres(
         storage = instance.event_log_storage
         assert storage.get_concurrency_info("market_data_api").slot_count == 2
         assert storage.get_concurrency_info("warehouse_writer").slot_count == 4
-        from fintrack_assets import defs as load_defs
+        from fintrack_assets.definitions import defs as load_defs
 
         defs = load_defs()
 

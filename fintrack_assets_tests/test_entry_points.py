@@ -1,5 +1,6 @@
-"""The ways users start things: `fintrack demo` and `dagster asset materialize`."""
+"""The ways users start things: `fintrack demo`, `dagster asset materialize` and `dg`."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ import pytest
 from dagster import AssetKey
 from deltalake import DeltaTable
 
-from fintrack_assets import defs as load_defs
 from fintrack_assets.cli import main
+from fintrack_assets.definitions import defs as load_defs
 from fintrack_assets.partitions import calendar_days, months, trading_days
+from fintrack_assets_tests.test_definitions_snapshot import SNAPSHOT
 
 defs = load_defs()
 
@@ -114,3 +116,34 @@ def test_a_hostile_universe_stops_the_code_location_from_loading(tmp_path, value
     result = _dagster(["asset", "list", "-m", "fintrack_assets"], tmp_path, env)
     assert result.returncode != 0
     assert "FINTRACK_UNIVERSE" in result.stderr
+
+
+def test_dg_checks_and_lists_the_code_location_the_snapshot_pins(tmp_path):
+    """`dg`, Dagster's project CLI, finds the project from pyproject.toml ([tool.dg]) and loads
+    the same definitions as `-m fintrack_assets`: the keys and names the snapshot pins."""
+    project = Path(__file__).resolve().parents[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FINTRACK_")},
+        "DAGSTER_HOME": str(tmp_path),
+    }
+
+    def dg(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "dg"), *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    checked = dg("check", "defs")
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    listed = dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    found = json.loads(listed.stdout)
+    pinned = json.loads(SNAPSHOT.read_text())
+    assert sorted(a["asset_key"] for a in found["assets"]) == sorted(pinned["assets"])
+    assert sorted(c["key"] for c in found["asset_checks"]) == pinned["checks"]
+    for kind in ("jobs", "schedules", "sensors"):
+        assert sorted(d["name"] for d in found[kind]) == sorted(pinned[kind]), kind

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from fintrack_assets import schemas
-from fintrack_assets.assets.portfolio import _reconciliation
 from fintrack_assets.core.trades import parse_trades, validate_trades
+from fintrack_assets.defs.portfolio.assets import _reconciliation
 from fintrack_assets_tests.test_bronze import bar
 from fintrack_assets_tests.test_bronze import frame as bronze_frame
 from fintrack_assets_tests.test_trades import GOOD as TRADE

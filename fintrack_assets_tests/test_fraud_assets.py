@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, DagsterInstance, SkipReason, build_sensor_context
 
-from fintrack_assets.assets.fraud import payment_files_sensor
+from fintrack_assets.defs.payments.sensors import payment_files_sensor
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.fraud_api_stub import Answer, FraudApiStub, score_one

@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fintrack_assets.checks import AS_OF_TAG, SESSION_ASSETS
 from fintrack_assets.core.calendar import session_due
+from fintrack_assets.defs.ops.checks import AS_OF_TAG, SESSION_ASSETS
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 
 NEW_YORK = ZoneInfo("America/New_York")

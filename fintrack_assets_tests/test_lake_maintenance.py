@@ -18,13 +18,10 @@ from dagster import (
 from deltalake import DeltaTable
 from polars.testing import assert_frame_equal
 
-from fintrack_assets.assets.maintenance import (
-    LAKE_TABLES,
-    lake_maintenance,
-    lake_maintenance_schedule,
-)
 from fintrack_assets.core.synthetic import generate_ohlcv
 from fintrack_assets.core.universe import synthetic_universe
+from fintrack_assets.defs.maintenance.jobs import LAKE_TABLES, lake_maintenance
+from fintrack_assets.defs.maintenance.schedules import lake_maintenance_schedule
 from fintrack_assets.io_managers.lake import LakeIOManager, LakeTable
 
 D = dt.date

@@ -14,7 +14,7 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.table import TableOptimizer
 
-from fintrack_assets.assets.maintenance import maintain_table
+from fintrack_assets.defs.maintenance.jobs import maintain_table
 from fintrack_assets.io_managers import lake
 from fintrack_assets.io_managers.lake import DEFAULT_RETENTION_HOURS, LakeTable
 

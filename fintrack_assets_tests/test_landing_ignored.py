@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 
-from fintrack_assets.assets.fraud import payment_files_sensor
+from fintrack_assets.defs.payments.sensors import payment_files_sensor
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import Platform
 

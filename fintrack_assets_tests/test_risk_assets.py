@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from dagster import AssetKey
 
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS
 from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterEventType
 
-from fintrack_assets.assets.market import FETCH_RETRY
+from fintrack_assets.defs.market.assets import FETCH_RETRY
 from fintrack_assets.settings import Settings, SettingsError
 from fintrack_assets_tests.conftest import _free_port
 from fintrack_assets_tests.helpers import QUIET, Platform

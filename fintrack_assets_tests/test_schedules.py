@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from dagster import DagsterInstance, build_schedule_context
 
-from fintrack_assets import defs as load_defs
-from fintrack_assets.checks import AS_OF_TAG
+from fintrack_assets.definitions import defs as load_defs
+from fintrack_assets.defs.ops.checks import AS_OF_TAG
 
 defs = load_defs()
 

@@ -20,8 +20,8 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 
-from fintrack_assets.checks import SESSION_ASSETS
 from fintrack_assets.core.calendar import sessions_between
+from fintrack_assets.defs.ops.checks import SESSION_ASSETS
 from fintrack_assets.partitions import latest_closed_session
 from fintrack_assets_tests.topology import BIN, GraphQL, Topology, free_port
 

@@ -12,9 +12,9 @@ import polars as pl
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, SensorResult, SkipReason, build_sensor_context
 
-from fintrack_assets.assets.fraud import payment_files_sensor
-from fintrack_assets.checks import AS_OF_TAG
 from fintrack_assets.core.display import duration, markdown_table, money, percent, rate
+from fintrack_assets.defs.ops.checks import AS_OF_TAG
+from fintrack_assets.defs.payments.sensors import payment_files_sensor
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 from fintrack_assets_tests.test_fraud_assets import GOOD, NEXT_DAY

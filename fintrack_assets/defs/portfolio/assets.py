@@ -22,15 +22,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from fintrack_assets.assets.metadata import (
-    WAREHOUSE_POOL,
-    add_partition_metadata,
-    contract_check,
-    contract_spec,
-    frame_metadata,
-    markdown_table,
-)
-from fintrack_assets.assets.subsets import companion, is_selected
+from fintrack_assets.automation import follows_upstream_once
 from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.holdings import (
     CostMethod,
@@ -49,9 +41,18 @@ from fintrack_assets.core.trades import (
 )
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
-from fintrack_assets.partitions import follows_upstream_once, months, trading_days, window_dates
+from fintrack_assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    contract_spec,
+    frame_metadata,
+    markdown_table,
+)
+from fintrack_assets.partitions import months, trading_days, window_dates
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets.schemas import HoldingsMonthly, PortfolioTrade
+from fintrack_assets.subsets import companion, is_selected
 
 TRADES = "portfolio_trades"
 PRICE_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]

@@ -17,19 +17,16 @@ import polars as pl
 from dagster import (
     AssetObservation,
     Config,
-    DefaultScheduleStatus,
     Failure,
     MetadataValue,
     OpExecutionContext,
     Out,
     Output,
-    ScheduleDefinition,
     job,
     op,
 )
 from pydantic import Field
 
-from fintrack_assets.assets.metadata import markdown_table
 from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.io_managers.lake import (
     DEFAULT_RETENTION_HOURS,
@@ -38,6 +35,7 @@ from fintrack_assets.io_managers.lake import (
     OptimizeStats,
     VacuumStats,
 )
+from fintrack_assets.metadata import markdown_table
 
 LAKE_TABLES: tuple[str, ...] = (
     "raw_ohlcv",
@@ -269,13 +267,3 @@ def maintain_lake_tables(
 )
 def lake_maintenance() -> None:
     maintain_lake_tables()
-
-
-lake_maintenance_schedule = ScheduleDefinition(
-    name="lake_maintenance_schedule",
-    job=lake_maintenance,
-    cron_schedule="0 6 * * *",
-    execution_timezone="UTC",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="lake_maintenance daily at 06:00 UTC, after the night's writes.",
-)

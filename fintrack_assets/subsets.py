@@ -10,8 +10,8 @@ from typing import Any, cast
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetMaterialization, MetadataValue, Output
 
-from fintrack_assets.assets.metadata import add_partition_metadata, markdown_table, table_schema
 from fintrack_assets.io_managers.context import PARTITION_EXPR, TableIOManager
+from fintrack_assets.metadata import add_partition_metadata, markdown_table, table_schema
 from fintrack_assets.partitions import window_dates
 
 

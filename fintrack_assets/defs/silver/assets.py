@@ -23,7 +23,7 @@ from dagster import (
     multi_asset,
 )
 
-from fintrack_assets.assets.metadata import add_partition_metadata, markdown_table
+from fintrack_assets.automation import FOLLOWS_UPSTREAM
 from fintrack_assets.core.silver import (
     BRONZE_COLUMNS,
     INTERVALS,
@@ -34,7 +34,8 @@ from fintrack_assets.core.silver import (
 )
 from fintrack_assets.io_managers.context import PARTITION_EXPR
 from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.partitions import FOLLOWS_UPSTREAM, trading_days, window_dates
+from fintrack_assets.metadata import add_partition_metadata, markdown_table
+from fintrack_assets.partitions import trading_days, window_dates
 from fintrack_assets.schemas import SilverOHLCV, contract_failures
 
 BRONZE = "bronze_ohlcv"

@@ -1,7 +1,6 @@
 """Payments: landing files in, validated transactions and rejects, fraud predictions out."""
 
 import datetime as dt
-import json
 import time
 from collections.abc import Iterator
 from hashlib import sha256
@@ -13,34 +12,16 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    AssetKey,
     AssetOut,
-    AssetRecordsFilter,
     BackfillPolicy,
     Config,
-    DagsterInvariantViolationError,
-    DefaultSensorStatus,
     MetadataValue,
     Output,
-    PartitionsDefinition,
     ResourceParam,
-    RunRequest,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
-    define_asset_job,
     multi_asset,
-    sensor,
 )
 from pydantic import Field
 
-from fintrack_assets.assets.metadata import (
-    WAREHOUSE_POOL,
-    add_partition_metadata,
-    contract_check,
-    contract_spec,
-)
-from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.display import percent, rate
 from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
@@ -49,10 +30,17 @@ from fintrack_assets.core.progress import Meter
 from fintrack_assets.io_managers.context import NotMaterialised
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    contract_spec,
+)
 from fintrack_assets.partitions import calendar_days, window_dates
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.landing import LandingFile, LandingZone
 from fintrack_assets.schemas import PaymentTransaction
+from fintrack_assets.subsets import companion, is_selected
 
 PAYMENTS = "payment_transactions"
 REJECTS = "payment_transaction_rejects"
@@ -69,7 +57,7 @@ def _days(start: dt.date, end: dt.date) -> list[dt.date]:
     return [start + dt.timedelta(days=i) for i in range((end - start).days)]
 
 
-def _zone(lake: LakeIOManager) -> LandingZone:
+def landing_zone(lake: LakeIOManager) -> LandingZone:
     return LandingZone(lake.lake_url, lake.storage_options)
 
 
@@ -135,7 +123,7 @@ def payment_transactions(
     the files it read, which payment_files_sensor compares before requesting the day again."""
     started = time.perf_counter()
     start, end = window_dates(context.partition_time_window)
-    zone = _zone(lake)
+    zone = landing_zone(lake)
     valid: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     files_read = 0
@@ -395,117 +383,3 @@ def _history(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.
         return warehouse.warehouse.read(PAYMENTS, "date", start, end, HISTORY_COLUMNS)
     except NotMaterialised:
         return pl.DataFrame(schema={c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS})
-
-
-payments_job = define_asset_job(
-    "payments_job",
-    selection=[PAYMENTS, REJECTS, PREDICTIONS, FAILURES],
-    description="The day's payment files -> transactions and rejects -> fraud predictions.",
-)
-
-
-def _cursor(raw: str | None) -> tuple[str, set[str]]:
-    if not raw:
-        return "", set()
-    state = json.loads(raw)
-    return state["mtime"], set(state["keys"])
-
-
-@sensor(
-    job=payments_job,
-    minimum_interval_seconds=60,
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Requests a day's payments_job run when files land or change under "
-    "<lake>/landing/payment_transactions/date=YYYY-MM-DD/, unless that day's files, as they "
-    "are now, have been processed already.",
-)
-def payment_files_sensor(
-    context: SensorEvaluationContext, lake: ResourceParam[LakeIOManager]
-) -> SensorResult | SkipReason:
-    """The cursor is the newest modification time seen and the keys that carry it, so files
-    are listed once, in (mtime, key) order. A day with a new file is requested unless the
-    latest materialisation of its payment_transactions partition, by whatever run (the demo's,
-    a backfill, this sensor's), records the same fingerprint of the day's files. The run key
-    is that fingerprint: a file never triggers twice, a file uploaded again with new content
-    does."""
-    zone = _zone(lake)
-    days = _calendar_days(context)
-    newest, keys_at_newest = _cursor(context.cursor)
-    listed = zone.list_files(PAYMENTS, recursive=True)
-    files = [
-        f
-        for f in listed
-        if f.mtime.isoformat() > newest
-        or (f.mtime.isoformat() == newest and f.path not in keys_at_newest)
-    ]
-    if not files:
-        return SkipReason("no new or changed payment files")
-    by_day: dict[dt.date, list[LandingFile]] = {}
-    for file in listed:
-        if (day := zone.day_of(file)) is not None:
-            by_day.setdefault(day, []).append(file)
-    changed: set[dt.date] = set()
-    ignored: list[str] = []
-    for file in files:
-        day = zone.day_of(file)
-        if day is None:
-            reason = zone.why_no_day(file)
-            context.log.warning(f"{file.path}: {reason}, so no day to run; ignored")
-            ignored.append(f"{file.path} ({reason})")
-            continue
-        changed.add(day)
-    requests = []
-    for day in sorted(changed):
-        key = day.isoformat()
-        if not days.has_partition_key(key):
-            context.log.warning(f"{key}: files landed for a day outside calendar_days; ignored")
-            continue
-        fingerprint = landing_fingerprint(zone, by_day[day])
-        if _processed_fingerprint(context, key) == fingerprint:
-            context.log.info(f"{key}: these files have been processed already; not requested")
-            continue
-        requests.append(
-            RunRequest(
-                run_key=f"{key}:{fingerprint}",
-                partition_key=key,
-                tags={"fintrack/files": str(len(by_day[day]))},
-            )
-        )
-    latest = max(f.mtime.isoformat() for f in files)
-    keys = {f.path for f in files if f.mtime.isoformat() == latest}
-    if latest == newest:
-        keys |= keys_at_newest
-    return SensorResult(
-        run_requests=requests,
-        skip_reason=None if requests else _skip_reason(bool(changed), ignored),
-        cursor=json.dumps({"mtime": latest, "keys": sorted(keys)}),
-    )
-
-
-def _skip_reason(any_day: bool, ignored: list[str]) -> str:
-    reason = "every changed day's files are processed already" if any_day else "no day changed"
-    if ignored:
-        reason += f"; ignored {len(ignored)} file(s) with no day: {'; '.join(ignored)}"
-    return reason
-
-
-def _calendar_days(context: SensorEvaluationContext) -> PartitionsDefinition:
-    """payment_transactions' partitions as the code location built them (they start at
-    FINTRACK_START_DATE, which the module-level template does not know)."""
-    if context.repository_def is None:
-        raise DagsterInvariantViolationError(
-            "payment_files_sensor needs its code location: build_sensor_context(definitions=...)"
-        )
-    partitions = context.repository_def.asset_graph.get(AssetKey(PAYMENTS)).partitions_def
-    assert partitions is not None, f"{PAYMENTS} is partitioned by calendar_days"
-    return partitions
-
-
-def _processed_fingerprint(context: SensorEvaluationContext, key: str) -> str | None:
-    """The file fingerprint on the day's latest payment_transactions materialisation."""
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(PAYMENTS), asset_partitions=[key]), limit=1
-    ).records
-    materialization = records[0].asset_materialization if records else None
-    value = materialization.metadata.get(FINGERPRINT) if materialization else None
-    return str(value.value) if value is not None else None

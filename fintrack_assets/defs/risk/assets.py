@@ -26,13 +26,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from fintrack_assets.assets.metadata import (
-    WAREHOUSE_POOL,
-    add_partition_metadata,
-    contract_check,
-    contract_spec,
-    markdown_table,
-)
+from fintrack_assets.automation import follows_upstream_once
 from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
@@ -50,7 +44,14 @@ from fintrack_assets.core.risk import (
 from fintrack_assets.core.stress import HISTORICAL_SCENARIOS, stress_tests
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
-from fintrack_assets.partitions import follows_upstream_once, trading_days, window_dates
+from fintrack_assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    contract_spec,
+    markdown_table,
+)
+from fintrack_assets.partitions import trading_days, window_dates
 from fintrack_assets.schemas import (
     FactorExposure,
     HoldingCorrelation,

@@ -14,11 +14,11 @@ from dagster import (
     multi_asset_check,
 )
 
-from fintrack_assets.assets.risk import RISK_ASSET_KEYS
-from fintrack_assets.assets.silver import silver_key
 from fintrack_assets.core.calendar import TIMEZONE, session_due
 from fintrack_assets.core.display import duration
 from fintrack_assets.core.silver import INTERVALS
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
+from fintrack_assets.defs.silver.assets import silver_key
 
 FRESHNESS_DEADLINE = dt.time(18, 0)
 """A session's data is due by 18:00 New York time on the session's day."""

@@ -25,15 +25,6 @@ from dagster import (
 )
 from pydantic import Field
 
-from fintrack_assets.assets.metadata import (
-    WAREHOUSE_POOL,
-    add_partition_metadata,
-    contract_check,
-    contract_spec,
-    frame_metadata,
-    markdown_table,
-)
-from fintrack_assets.assets.subsets import companion, is_selected
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.display import percent, rate
@@ -45,10 +36,19 @@ from fintrack_assets.core.universe import (
     with_provider_metadata,
 )
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.metadata import (
+    WAREHOUSE_POOL,
+    add_partition_metadata,
+    contract_check,
+    contract_spec,
+    frame_metadata,
+    markdown_table,
+)
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
 from fintrack_assets.settings import get_settings
+from fintrack_assets.subsets import companion, is_selected
 
 FETCH_RETRY = RetryPolicy(
     max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS

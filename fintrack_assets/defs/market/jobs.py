@@ -1,0 +1,21 @@
+"""The main job: a session (or, in one run, a range of sessions) from the provider to risk."""
+
+from dagster import AssetSelection, define_asset_job
+
+from fintrack_assets.core.silver import INTERVALS
+from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
+from fintrack_assets.defs.silver.assets import silver_key
+
+MARKET_ASSETS = AssetSelection.assets(
+    "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *(silver_key(n) for n in INTERVALS)
+)
+PORTFOLIO_ASSETS = AssetSelection.assets(
+    "portfolio_trades", "portfolio_trades_rejects", "holdings_daily", *RISK_ASSET_KEYS
+)
+
+daily_market_job = define_asset_job(
+    "daily_market_job",
+    selection=MARKET_ASSETS | PORTFOLIO_ASSETS,
+    description="raw -> bronze -> the six silver intervals, the trades landed so far -> "
+    "holdings -> the six risk assets, for a session or, in one run, a range of sessions.",
+)
