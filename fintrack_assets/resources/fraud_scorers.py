@@ -26,16 +26,15 @@ accepted only if it answers every id of its batch exactly once and nothing else,
 `fraud_score` a number in [0, 1] and `is_fraud` a boolean; otherwise the batch fails with a
 "malformed response" error and is not retried (the API would answer the same again).
 
-Transient failures (429, 5xx, timeouts, connection errors) are retried with exponential
-backoff and full jitter (`fetching.backoff`, as the market-data providers do); a numeric or
-HTTP-date `Retry-After` on 429/503 is honoured, capped at `max_backoff_seconds`. Any other
-4xx fails its batch at once; 401/403 also stops the batches not yet sent, which would be
-refused the same way.
+Sending is `resources.http`'s: transient failures (429, 5xx, timeouts, connection errors) are
+retried with exponential backoff and full jitter, a numeric or HTTP-date `Retry-After` on
+429/503 honoured, capped at `max_backoff_seconds`. Any other 4xx fails its batch at once;
+401/403 also stops the batches not yet sent, which would be refused the same way.
 
 Credentials (a bearer token, `user:password@` in the URL, or a query parameter such as
 `?token=...`) are sent but never shown: URLs appear only through `display_url`, errors that
-may echo server text are scrubbed, and httpx's own request log lines for the scorer's endpoint
-are rewritten by a logging filter (httpx logs the full URL, query string included).
+may echo server text are scrubbed here, and httpx's own request log lines for the endpoint are
+rewritten by the shared client's logging filter (httpx logs the full URL, query included).
 """
 
 from __future__ import annotations
@@ -45,7 +44,7 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, get_args
@@ -55,11 +54,19 @@ import httpx
 import polars as pl
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from fintrack_assets.core.display import plural
 from fintrack_assets.core.progress import progress_line
-from fintrack_assets.resources.fetching import Retryable, Sleep, retry_after, retry_wait
-from fintrack_assets.settings import FraudScorerKind, redact_url
+from fintrack_assets.resources.fetching import Sleep
+from fintrack_assets.resources.http import (
+    CredentialsRefused,
+    HttpClient,
+    HttpPolicy,
+    RequestFailed,
+    display_url,
+    threaded_client,
+)
+from fintrack_assets.settings import FraudScorerKind
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,8 +86,6 @@ FAILURE_SCHEMA: dict[str, pl.DataType] = {
     "error": pl.String(),
     "attempts": pl.Int64(),
 }
-SNIPPET_CHARS = 200
-"""How much of an error response's body goes into the failure's error text."""
 MIN_SCRUBBED_CHARS = 4
 """Credential values shorter than this are not scrubbed from server-echoed text: they would
 mangle it (a `?v=1` would eat every "1") and cannot be secrets worth the name."""
@@ -261,49 +266,8 @@ class LocalScorer:
 # -- ML API ------------------------------------------------------------------------------------
 
 
-def display_url(url: str) -> str:
-    """The URL as logs and errors may show it (settings.redact_url)."""
-    return redact_url(url)
-
-
-class _HttpxUrlFilter(logging.Filter):
-    """Rewrites the URL in httpx's `HTTP Request: POST <url> ...` lines for the endpoints the
-    scorers registered: httpx logs `request.url` whole, query token included. Other clients'
-    lines pass untouched."""
-
-    def __init__(self) -> None:
-        super().__init__("httpx")
-        self._endpoints: set[tuple[str, str, int | None, str]] = set()
-        self._lock = threading.Lock()
-
-    def watch(self, url: httpx.URL) -> None:
-        with self._lock:
-            self._endpoints.add((url.scheme, url.host, url.port, url.path))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(
-            isinstance(arg, httpx.URL) for arg in record.args
-        ):
-            record.args = tuple(self._shown(arg) for arg in record.args)
-        return True
-
-    def _shown(self, arg: object) -> object:
-        if isinstance(arg, httpx.URL) and (arg.scheme, arg.host, arg.port, arg.path) in (
-            self._endpoints
-        ):
-            return display_url(str(arg))
-        return arg
-
-
-_HTTPX_FILTER = _HttpxUrlFilter()
-
-
 class _Failed(Exception):
-    """A batch that finally failed; `str()` is its recorded error."""
-
-
-def _plural(count: int, word: str, plural: str | None = None) -> str:
-    return f"{count} {word if count == 1 else plural or word + 's'}"
+    """A batch whose answer cannot be used; `str()` is its recorded error."""
 
 
 def _short(value: object) -> str:
@@ -358,13 +322,13 @@ def _parse(content: bytes, ids: list[str]) -> _Parsed:
     missing = [i for i in ids if i not in by_id]
     if missing:
         raise malformed(
-            f"{_plural(len(missing), 'transaction')} of the batch not answered "
+            f"{plural(len(missing), 'transaction')} of the batch not answered "
             f"(first: {_short(missing[0])})"
         )
     if len(by_id) != len(ids):
         extra = next(i for i in by_id if i not in set(ids))
         raise malformed(
-            f"{_plural(len(by_id) - len(ids), 'transaction')} not in the batch answered "
+            f"{plural(len(by_id) - len(ids), 'transaction')} not in the batch answered "
             f"(first: {_short(extra)})"
         )
     parsed = _Parsed(version, [], [], [])
@@ -396,95 +360,23 @@ def _parse(content: bytes, ids: list[str]) -> _Parsed:
 class _Outcome:
     number: int
     ids: list[str]
-    attempts: int = 0
+    attempts: int = 0  # counted by the client as they are sent
     parsed: _Parsed | None = None
     error: str | None = None
 
 
-class _Session:
-    """One `score` call's HTTP client and retry policy, shared by the worker threads."""
-
-    def __init__(self, scorer: HttpScorer) -> None:
-        self.scorer = scorer
-        self.cancelled = threading.Event()
-        self.refused: str | None = None  # the 401/403 that stops the batches not yet sent
-        self.client = httpx.Client(
-            auth=scorer._auth,
-            headers=scorer._headers,
-            timeout=httpx.Timeout(scorer.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=scorer.workers, max_keepalive_connections=scorer.workers
-            ),
-            transport=scorer.transport,
-        )
-        self._wait = retry_wait(scorer.backoff_seconds, scorer.max_backoff_seconds)
-
-    def close(self) -> None:
-        self.client.close()
-
-    def _attempt(self, body: bytes, outcome: _Outcome) -> httpx.Response:
-        if self.refused is not None:
-            raise _Failed(f"not sent: the fraud API refused an earlier batch ({self.refused})")
-        if self.cancelled.is_set():
-            raise _Failed("not sent: scoring was cancelled")
-        outcome.attempts += 1
-        try:
-            response = self.client.post(
-                self.scorer._endpoint,
-                content=body,
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.TimeoutException as exc:
-            raise Retryable(
-                f"timeout ({type(exc).__name__}, limit {self.scorer.timeout_seconds:g} s)"
-            ) from None
-        except httpx.TransportError as exc:
-            detail = f": {exc}" if str(exc) else ""
-            raise Retryable(f"connection error ({type(exc).__name__}{detail})") from None
-        status = response.status_code
-        if status == 429 or status >= 500:
-            wait = retry_after(response) if status in (429, 503) else None
-            raise Retryable(f"HTTP {status}", retry_after=wait)
-        if status in (401, 403):
-            self.refused = f"HTTP {status}"
-            raise _Failed(
-                f"HTTP {status} ({'unauthorised' if status == 401 else 'forbidden'}): check the "
-                "fraud API credentials"
-            )
-        if not 200 <= status < 300:
-            snippet = " ".join(response.text.split())[:SNIPPET_CHARS]
-            raise _Failed(f"HTTP {status} (not retried)" + (f": {snippet}" if snippet else ""))
-        return response
-
-    def run(self, number: int, batch: pl.DataFrame) -> _Outcome:
-        """One batch, end to end; never raises, so one bad batch cannot sink the others."""
-        outcome = _Outcome(number, batch[ID].to_list())
-        try:
-            body = b'{"transactions":' + batch.write_json().encode() + b"}"
-            retrying = Retrying(
-                stop=stop_after_attempt(self.scorer.max_attempts),
-                wait=self._wait,
-                retry=retry_if_exception_type(Retryable),
-                sleep=self.scorer.sleep,
-                reraise=True,
-            )
-            try:
-                response = retrying(self._attempt, body, outcome)
-            except Retryable as exc:
-                raise _Failed(
-                    f"{exc.reason} after {_plural(outcome.attempts, 'attempt')}"
-                ) from None
-            outcome.parsed = _parse(response.content, outcome.ids)
-        except _Failed as exc:
-            outcome.error = self.scorer._scrub(str(exc))
-        except Exception as exc:  # a bug must not lose the batch's ids either
-            outcome.error = self.scorer._scrub(f"unexpected error: {type(exc).__name__}: {exc}")
-        return outcome
+def _reason(error: RequestFailed) -> str:
+    """A failed request as its batch's error."""
+    if not isinstance(error, CredentialsRefused):
+        return str(error)
+    if error.earlier:
+        return f"not sent: the fraud API refused an earlier batch (HTTP {error.status})"
+    return f"HTTP {error.status} ({error.meaning}): check the fraud API credentials"
 
 
 class HttpScorer:
     """Scores through the ML API: batches of `batch_size` POSTed by `workers` threads over one
-    pooled `httpx.Client` (so at most `workers` requests are in flight). Optional bearer
+    `resources.http` client (so at most `workers` requests are in flight). Optional bearer
     `token`; `user:password@` in the URL becomes HTTP basic auth; query parameters are kept."""
 
     name: ClassVar[str] = "http"
@@ -518,12 +410,15 @@ class HttpScorer:
             )
         self.batch_size = batch_size
         self.workers = workers
-        self.timeout_seconds = timeout_seconds
-        self.max_attempts = max_attempts
-        self.backoff_seconds = backoff_seconds
-        self.max_backoff_seconds = max_backoff_seconds
-        self.transport = transport
-        self.sleep = sleep
+        self.policy = HttpPolicy(
+            workers,
+            timeout_seconds,
+            max_attempts,
+            backoff_seconds,
+            max_backoff_seconds,
+            transport,
+            sleep,
+        )
         host = parts.netloc.rpartition("@")[2]
         path = parts.path.rstrip("/") + "/predict"
         self._endpoint = urlunsplit((parts.scheme, host, path, parts.query, ""))
@@ -533,7 +428,9 @@ class HttpScorer:
         self._auth: httpx.BasicAuth | None = None
         if parts.username is not None:  # userinfo leaves the URL: httpx logs URLs
             self._auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._headers = {"Content-Type": "application/json"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
         secrets = {token, parts.password}
         if parts.password is None:
             secrets.add(parts.username)  # a bare `token@host`
@@ -544,8 +441,6 @@ class HttpScorer:
             key=len,
             reverse=True,
         )
-        _HTTPX_FILTER.watch(httpx.URL(self._endpoint))
-        logging.getLogger("httpx").addFilter(_HTTPX_FILTER)  # idempotent
 
     def __repr__(self) -> str:
         return (
@@ -570,40 +465,52 @@ class HttpScorer:
             for offset in range(0, frame.height, self.batch_size)
         ]
         total = len(batches)
-        if batches:
-            log.info(
-                f"fraud scoring via {self.endpoint_display}: {frame.height:,} rows in "
-                f"{_plural(total, 'batch', 'batches')} of up to {self.batch_size}, "
-                f"{self.workers} workers"
-            )
         outcomes: list[_Outcome] = []
-        if batches:
-            session = _Session(self)
-            pool = ThreadPoolExecutor(
-                max_workers=min(self.workers, total), thread_name_prefix="fraud-http"
-            )
-            try:
-                futures = [pool.submit(session.run, n, b) for n, b in enumerate(batches, 1)]
-                decile = 0
-                for future in as_completed(futures):
-                    outcome = future.result()
-                    outcomes.append(outcome)
-                    if outcome.error is not None:
-                        log.warning(
-                            f"fraud scoring batch {outcome.number}/{total} failed "
-                            f"({len(outcome.ids)} rows): {outcome.error}"
-                        )
-                    if len(outcomes) * 10 // total > decile or len(outcomes) == total:
-                        decile = len(outcomes) * 10 // total
-                        log.info(_progress(outcomes, total, time.perf_counter() - started))
-            except BaseException:  # a run being stopped: send nothing more
-                session.cancelled.set()
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            finally:
-                pool.shutdown(wait=True)
-                session.close()
+        if not batches:
+            return _result(outcomes, prepared, time.perf_counter() - started)
+        log.info(
+            f"fraud scoring via {self.endpoint_display}: {frame.height:,} rows in "
+            f"{plural(total, 'batch', 'batches')} of up to {self.batch_size}, "
+            f"{self.workers} workers"
+        )
+        with threaded_client(
+            self._endpoint,
+            self.policy,
+            "fraud-http",
+            threads=min(self.workers, total),
+            headers=self._headers,
+            auth=self._auth,
+            detailed_errors=True,
+        ) as (http, pool):
+            futures = [pool.submit(self._run, http, n, b) for n, b in enumerate(batches, 1)]
+            decile = 0
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if outcome.error is not None:
+                    log.warning(
+                        f"fraud scoring batch {outcome.number}/{total} failed "
+                        f"({len(outcome.ids)} rows): {outcome.error}"
+                    )
+                if len(outcomes) * 10 // total > decile or len(outcomes) == total:
+                    decile = len(outcomes) * 10 // total
+                    log.info(_progress(outcomes, total, time.perf_counter() - started))
         return _result(outcomes, prepared, time.perf_counter() - started)
+
+    def _run(self, http: HttpClient, number: int, batch: pl.DataFrame) -> _Outcome:
+        """One batch, end to end; never raises, so one bad batch cannot sink the others."""
+        outcome = _Outcome(number, batch[ID].to_list())
+        try:
+            body = b'{"transactions":' + batch.write_json().encode() + b"}"
+            response = http.request("POST", self._endpoint, content=body, tally=outcome)
+            outcome.parsed = _parse(response.content, outcome.ids)
+        except RequestFailed as exc:
+            outcome.error = self._scrub(_reason(exc))
+        except _Failed as exc:
+            outcome.error = self._scrub(str(exc))
+        except Exception as exc:  # a bug must not lose the batch's ids either
+            outcome.error = self._scrub(f"unexpected error: {type(exc).__name__}: {exc}")
+        return outcome
 
 
 def _progress(outcomes: list[_Outcome], total: int, seconds: float) -> str:
@@ -614,7 +521,7 @@ def _progress(outcomes: list[_Outcome], total: int, seconds: float) -> str:
         "fraud scoring batches",
         len(outcomes),
         total,
-        f"{rows:,} rows, {failed} failed, {_plural(retries, 'retry', 'retries')}",
+        f"{rows:,} rows, {failed} failed, {plural(retries, 'retry', 'retries')}",
         seconds,
     )
 
