@@ -22,14 +22,11 @@ from dagster import asset, materialize
 from polars.testing import assert_frame_equal
 
 from fintrack_assets.core.fraud_features import FEATURES
-from fintrack_assets.resources.fraud_scorers import (
-    FAILURE_SCHEMA,
-    PREDICTION_SCHEMA,
-    FraudScorer,
-    HttpScorer,
-    LocalScorer,
-    display_url,
-)
+from fintrack_assets.resources.fraud_http import HttpScorer
+from fintrack_assets.resources.fraud_local import LocalScorer
+from fintrack_assets.resources.fraud_scorers import FraudScorer
+from fintrack_assets.resources.fraud_scoring import FAILURE_SCHEMA, PREDICTION_SCHEMA
+from fintrack_assets.resources.http import display_url
 from fintrack_assets_tests.fraud_api_stub import (
     BIAS,
     MODEL_VERSION,

@@ -7,6 +7,7 @@ from the provider's own output."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import threading
 import traceback
@@ -371,6 +372,21 @@ def test_429_without_retry_after_backs_off_with_full_jitter(calls: Calls) -> Non
     assert 0.0 <= calls.sleeps[1] <= 1.0
 
 
+def test_503_with_retry_after_waits_that_long(calls: Calls) -> None:
+    """Honoured since Polygon shares the fraud API's client (it used to back off at random)."""
+
+    def script(path: str, nth: int) -> Response | None:
+        if path == MSFT_PATH and nth == 1:
+            return 503, {"Content-Type": "application/json", "Retry-After": "7"}, b"{}"
+        return None
+
+    result = make(calls, scripted(script)).fetch(["MSFT"], RANGE, calls.lines.append)
+
+    assert calls.sleeps == [7.0]
+    assert result.failures.is_empty() and result.bars.height == 4
+    assert calls.paths("/v2/aggs") == [MSFT_PATH, MSFT_PATH]
+
+
 def test_500_storm_ends_as_a_recorded_failure_while_others_succeed(calls: Calls) -> None:
     def script(path: str, nth: int) -> Response | None:
         return status(500) if path == MSFT_PATH else None
@@ -503,6 +519,34 @@ def test_auth_failure_raises_without_the_key(
     with pytest.raises(PolygonAuthError) as raised:
         provider.symbol_metadata(["AAPL"], calls.lines.append)
     assert KEY not in str(raised.value)
+
+
+def test_after_a_refused_key_nothing_more_is_sent(calls: Calls) -> None:
+    def refuse(path: str, query: dict[str, str]) -> Response:
+        return 401, {"Content-Type": "application/json"}, b'{"status":"ERROR"}'
+
+    provider = make(calls, refuse, max_concurrency=1)
+    with pytest.raises(PolygonAuthError):
+        provider.fetch(["AAPL", "MSFT", "NVDA"], RANGE, calls.lines.append)
+
+    # One thread: the splits request is refused first; dividends and the three tickers,
+    # queued behind it, are never sent.
+    assert calls.paths() == ["/v3/reference/splits"]
+
+
+def test_a_password_in_the_base_url_stays_out_of_httpx_log_lines(
+    calls: Calls, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    base = "https://proxy-user:pr0xy-pa55@polygon.internal.example/"
+    result = make(calls, base_url=base).fetch(["AAPL"], ONE, calls.lines.append)
+
+    assert result.failures.is_empty()
+    assert all(r.url.password == "pr0xy-pa55" for r in calls.requests)  # sent all the same
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("HTTP Request")]
+    assert len(lines) == len(calls.requests) == 3
+    assert all("https://polygon.internal.example/…" in line for line in lines)
+    assert "pr0xy-pa55" not in caplog.text
 
 
 def test_empty_key_is_refused() -> None:

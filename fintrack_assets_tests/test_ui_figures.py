@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, SensorResult, SkipReason, build_sensor_context
 
-from fintrack_assets.core.display import duration, markdown_table, money, percent, rate
+from fintrack_assets.core.display import duration, markdown_table, money, percent, plural, rate
 from fintrack_assets.defs.ops.checks import AS_OF_TAG
 from fintrack_assets.defs.payments.sensors import payment_files_sensor
 from fintrack_assets.resources.landing import LandingZone
@@ -53,6 +53,8 @@ def test_money_shares_rates_and_durations_read_as_people_write_them():
     assert duration(2 * 86400 + 60) == "2 days 1 min"
     assert duration(5 * 60 + 10) == "5 min 10 s"
     assert duration(40) == "40 s"
+    assert [plural(n, "attempt") for n in (0, 1, 3)] == ["0 attempts", "1 attempt", "3 attempts"]
+    assert [plural(n, "batch", "batches") for n in (1, 2)] == ["1 batch", "2 batches"]
 
 
 def test_a_preview_keeps_every_column_and_formats_each_by_type():

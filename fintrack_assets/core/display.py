@@ -31,6 +31,11 @@ def rate(count: float, seconds: float, unit: str = "rows") -> str:
     return f"{count / seconds:,.0f} {unit}/s"
 
 
+def plural(count: int, word: str, plural_form: str | None = None) -> str:
+    """'1 attempt', '3 attempts'; `plural_form` where adding an s is wrong ('2 batches')."""
+    return f"{count} {word if count == 1 else plural_form or word + 's'}"
+
+
 def duration(seconds: float) -> str:
     """`<1 s`, `42 s`, `1 min 4 s`, `3 h 5 min`, `1 day 2 h 34 min`: whole units, largest first;
     seconds count below an hour, minutes from there on. Progress ETAs and how late a session
@@ -44,7 +49,7 @@ def duration(seconds: float) -> str:
         return " ".join([*parts, f"{rest} s"] if rest else parts)
     days, rest = divmod(whole // 60, 24 * 60)
     hours, minutes = divmod(rest, 60)
-    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    parts = [plural(days, "day")] if days else []
     parts += [f"{hours} h"] if hours else []
     parts += [f"{minutes} min"] if minutes else []
     return " ".join(parts)

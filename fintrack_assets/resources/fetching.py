@@ -16,6 +16,7 @@ import polars as pl
 from tenacity import RetryCallState, wait_random_exponential
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
+from fintrack_assets.core.display import plural
 from fintrack_assets.core.progress import progress_line
 
 FAILURE_SCHEMA: dict[str, pl.DataType] = {
@@ -134,8 +135,7 @@ def batch_line(batch: Batch, total: int, elapsed: float, done: int | None = None
         "batch",
         batch.number,
         total,
-        f"{batch.symbols} symbol{'' if batch.symbols == 1 else 's'}, {batch.seconds:.1f} s, "
-        f"{batch.failed} failed",
+        f"{plural(batch.symbols, 'symbol')}, {batch.seconds:.1f} s, {batch.failed} failed",
         elapsed,
         done,
     )

@@ -9,8 +9,9 @@ benchmarked against a local stub. Design points:
 - Prices are as traded (`adjusted=false`): DESIGN wants `split_ratio` and `dividend` to carry
   the adjustments, so nothing is back-adjusted here. `adj_close` is null: Polygon serves no
   total-return close.
-- Every request of a fetch shares one `httpx.Client` and one thread pool of
-  `max_concurrency`, so at most that many requests are in flight, whatever the batching.
+- Every request of a fetch goes through one `resources.http` client (one pooled
+  `httpx.Client`, one thread pool of `max_concurrency`), so at most that many requests are in
+  flight, whatever the batching; retries, `Retry-After` and what a status means are its.
 - The API key travels only in the `Authorization` header and only to `base_url`: `next_url`
   is followed on `base_url` (its path and query), so a proxy or stub keeps working and the
   token never goes to a host it was not configured for. It is in no repr, log line, error
@@ -26,7 +27,6 @@ benchmarked against a local stub. Design points:
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -37,7 +37,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import polars as pl
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from fintrack_assets.core.symbols import is_valid_symbol
 from fintrack_assets.resources.fetching import (
@@ -45,15 +44,19 @@ from fintrack_assets.resources.fetching import (
     Batch,
     FetchResult,
     Log,
-    Retryable,
     Sleep,
     batch_line,
     empty_bars,
     failures_frame,
     in_batches,
     metadata_frame,
-    retry_after,
-    retry_wait,
+)
+from fintrack_assets.resources.http import (
+    CredentialsRefused,
+    HttpClient,
+    HttpPolicy,
+    RequestFailed,
+    threaded_client,
 )
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
@@ -115,76 +118,33 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" + ("" if count == 1 else "s")
-
-
 class _Session:
-    """One call's HTTP client, request counter and retry policy, shared by its threads."""
+    """One call's Polygon requests over the shared client: JSON bodies, `next_url` paging
+    on our base URL, and a refused key raised as `PolygonAuthError`."""
 
-    def __init__(self, provider: PolygonProvider) -> None:
-        self.provider = provider
-        self.base = provider.base_url.rstrip("/")
-        self.requests = 0
-        self._lock = threading.Lock()
-        self.cancelled = threading.Event()
-        self.client = httpx.Client(
-            headers={"Authorization": f"Bearer {provider.api_key}"},
-            timeout=httpx.Timeout(provider.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=provider.max_concurrency,
-                max_keepalive_connections=provider.max_concurrency,
-            ),
-            transport=provider.transport,
-        )
-        self._wait = retry_wait(provider.backoff_base_seconds, provider.backoff_max_seconds)
+    def __init__(self, http: HttpClient) -> None:
+        self.http = http
+        self.base = http.base_url
 
-    def close(self) -> None:
-        self.client.close()
-
-    def _attempt(self, url: str, params: dict[str, str] | None) -> Any:
-        if self.cancelled.is_set():
-            raise _Failed("cancelled")
-        with self._lock:
-            self.requests += 1
-        try:
-            response = self.client.get(url, params=params)
-        except httpx.TimeoutException as exc:
-            raise Retryable(f"timeout ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            raise Retryable(f"connection error ({type(exc).__name__})") from None
-        status = response.status_code
-        if status in (401, 403):
-            raise PolygonAuthError(
-                f"Polygon answered HTTP {status} ("
-                f"{'unauthorised' if status == 401 else 'forbidden'}): check POLYGON_API_KEY "
-                "and that its plan covers this data"
-            )
-        if status == 429:
-            raise Retryable("HTTP 429", retry_after=retry_after(response))
-        if status >= 500:
-            raise Retryable(f"HTTP {status}")
-        if not 200 <= status < 300:
-            raise _Failed(f"HTTP {status}")
-        try:
-            return response.json()
-        except ValueError:
-            raise _Failed("invalid JSON in the response") from None
+    @property
+    def requests(self) -> int:
+        return self.http.requests
 
     def get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """GET with retries; raises `_Failed` with a short reason, or `PolygonAuthError`."""
-        attempts = self.provider.max_attempts
-        retrying = Retrying(
-            stop=stop_after_attempt(attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type(Retryable),
-            sleep=self.provider.sleep,
-            reraise=True,
-        )
         try:
-            body = retrying(self._attempt, url, params)
-        except Retryable as exc:
-            raise _Failed(f"{exc.reason} after {_plural(attempts, 'attempt')}") from None
+            response = self.http.request("GET", url, params=params)
+        except CredentialsRefused as exc:
+            raise PolygonAuthError(
+                f"Polygon answered HTTP {exc.status} ({exc.meaning}): check POLYGON_API_KEY "
+                "and that its plan covers this data"
+            ) from None
+        except RequestFailed as exc:
+            raise _Failed(str(exc)) from None
+        try:
+            body = response.json()
+        except ValueError:
+            raise _Failed("invalid JSON in the response") from None
         if not isinstance(body, dict):
             raise _Failed("unexpected response shape")
         return body
@@ -214,6 +174,15 @@ class _Session:
 def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
     results = body.get("results")
     return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
+
+
+def _reference(
+    session: _Session, listing: str, on: str, first: dt.date, last: dt.date
+) -> Iterator[dict[str, Any]]:
+    """Every record of `/v3/reference/<listing>` whose date field `on` is in [first, last]."""
+    params = {f"{on}.gte": first.isoformat(), f"{on}.lte": last.isoformat(), "limit": "1000"}
+    for page in session.pages(f"/v3/reference/{listing}", params):
+        yield from _results(page)
 
 
 @dataclass
@@ -287,19 +256,20 @@ class PolygonProvider:
 
     @contextmanager
     def _calls(self) -> Iterator[tuple[_Session, ThreadPoolExecutor]]:
-        """One client and a pool of `max_concurrency` threads for a call. On an error (an
-        auth failure), attempts not yet started are cancelled and the pool drained before
-        the client closes."""
-        session = _Session(self)
-        pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="polygon")
-        try:
-            yield session, pool
-        except BaseException:
-            session.cancelled.set()
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            session.close()
+        """One client and a pool of `max_concurrency` threads for a call (`threaded_client`:
+        an auth failure stops every request not yet sent)."""
+        policy = HttpPolicy(
+            self.max_concurrency,
+            self.timeout_seconds,
+            self.max_attempts,
+            self.backoff_base_seconds,
+            self.backoff_max_seconds,
+            self.transport,
+            self.sleep,
+        )
+        headers = {"Authorization": f"Bearer {self.api_key}"}
+        with threaded_client(self.base_url, policy, "polygon", headers=headers) as (http, pool):
+            yield _Session(http), pool
 
     def _submit_actions(
         self, session: _Session, pool: ThreadPoolExecutor, first: dt.date, last: dt.date
@@ -311,35 +281,18 @@ class PolygonProvider:
         ]
 
     def _splits(self, session: _Session, first: dt.date, last: dt.date) -> list[_ActionRow]:
-        params = {
-            "execution_date.gte": first.isoformat(),
-            "execution_date.lte": last.isoformat(),
-            "limit": "1000",
-        }
         rows = []
-        for page in session.pages("/v3/reference/splits", params):
-            for split in _results(page):
-                day = _parse_date(split.get("execution_date"))
-                split_from, split_to = (
-                    _number(split.get("split_from")),
-                    _number(split.get("split_to")),
-                )
-                ratio = split_to / split_from if split_from and split_to else None
-                rows.append((str(split.get("ticker")), day, ratio))
+        for split in _reference(session, "splits", "execution_date", first, last):
+            split_from, split_to = _number(split.get("split_from")), _number(split.get("split_to"))
+            ratio = split_to / split_from if split_from and split_to else None
+            rows.append((str(split.get("ticker")), _parse_date(split.get("execution_date")), ratio))
         return rows
 
     def _dividends(self, session: _Session, first: dt.date, last: dt.date) -> list[_ActionRow]:
-        params = {
-            "ex_dividend_date.gte": first.isoformat(),
-            "ex_dividend_date.lte": last.isoformat(),
-            "limit": "1000",
-        }
         rows = []
-        for page in session.pages("/v3/reference/dividends", params):
-            for dividend in _results(page):
-                day = _parse_date(dividend.get("ex_dividend_date"))
-                cash = _number(dividend.get("cash_amount"))
-                rows.append((str(dividend.get("ticker")), day, cash))
+        for dividend in _reference(session, "dividends", "ex_dividend_date", first, last):
+            day = _parse_date(dividend.get("ex_dividend_date"))
+            rows.append((str(dividend.get("ticker")), day, _number(dividend.get("cash_amount"))))
         return rows
 
     @staticmethod
