@@ -110,3 +110,16 @@ def test_without_a_webhook_the_alert_is_a_log_line(capsys):
     with DagsterInstance.ephemeral() as instance:
         run_failure_alert(_failure_context(instance), alert_webhook=AlertWebhook())
     assert "ALERT: fintrack: run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hook", [1], indirect=True)
+def test_httpx_request_lines_never_show_the_webhooks_secret_path(hook, caplog):
+    """A Slack-style webhook's path is its credential; httpx logs every request's URL at INFO
+    (before the platform's one HTTP client, the alert's went out whole)."""
+    url = f"http://127.0.0.1:{hook.server_address[1]}/services/T000/B000/SECRET"
+    caplog.set_level("INFO", logger="httpx")
+    assert AlertWebhook(url=url, backoff_seconds=0.01).send({"text": "x"})
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 2, lines  # the 503, then the 200
+    assert all("SECRET" not in line and "B000" not in line for line in lines), lines
+    assert all(f"http://127.0.0.1:{hook.server_address[1]}/…" in line for line in lines), lines

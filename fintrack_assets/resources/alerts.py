@@ -4,12 +4,10 @@ logged, never raised: the sensor must keep watching."""
 
 import logging
 
-import httpx
 from dagster import ConfigurableResource
 from pydantic import Field
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
-from fintrack_assets.resources.fetching import Retryable, retry_after, retry_wait
+from fintrack_assets.resources.http import HttpClient, HttpPolicy, RequestFailed
 from fintrack_assets.settings import redact_url
 
 LOGGER = logging.getLogger(__name__)
@@ -22,37 +20,27 @@ class AlertWebhook(ConfigurableResource):
     timeout_seconds: float = Field(default=10.0, description="Per attempt.")
 
     def send(self, payload: dict[str, object], log: logging.Logger | None = None) -> bool:
-        """POSTs `payload`; True when the webhook took it (or there is none to call)."""
+        """POSTs `payload` through the platform's one HTTP client (its retries, and httpx's
+        request lines showing the URL redacted: a webhook's path is its secret); True when
+        the webhook took it (or there is none to call)."""
         log = log or LOGGER
         if not self.url:
             return True
         shown = redact_url(self.url)
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=retry_wait(self.backoff_seconds, self.backoff_seconds * 16),
-            retry=retry_if_exception_type(Retryable),
-            reraise=True,
+        policy = HttpPolicy(
+            workers=1,
+            timeout_seconds=self.timeout_seconds,
+            max_attempts=self.attempts,
+            backoff_seconds=self.backoff_seconds,
+            max_backoff_seconds=self.backoff_seconds * 16,
         )
+        client = HttpClient(self.url, policy)
         try:
-            with httpx.Client(timeout=self.timeout_seconds) as client:
-                retrying(self._post, client, payload)
-        except (Retryable, httpx.HTTPStatusError) as error:
+            client.request("POST", self.url, json=payload)
+        except RequestFailed as error:
             log.error(f"alert not delivered to {shown}: {error}")
             return False
+        finally:
+            client.close()
         log.info(f"alert delivered to {shown}")
         return True
-
-    def _post(self, client: httpx.Client, payload: dict[str, object]) -> None:
-        assert self.url is not None
-        try:
-            response = client.post(self.url, json=payload)
-        except httpx.TransportError as error:
-            raise Retryable(f"{type(error).__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Retryable(f"HTTP {response.status_code}", retry_after(response))
-        if response.status_code >= 400:
-            raise httpx.HTTPStatusError(
-                f"HTTP {response.status_code} (not retried)",
-                request=response.request,
-                response=response,
-            )
