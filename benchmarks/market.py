@@ -11,13 +11,12 @@ import gc
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dagster import (
     AssetKey,
-    DagsterEvent,
     DagsterEventType,
     DagsterInstance,
     Definitions,
@@ -38,6 +37,7 @@ from fintrack_assets.core.synthetic import generate_ohlcv
 from fintrack_assets.core.universe import synthetic_universe
 from fintrack_assets.definitions import build_defs
 from fintrack_assets.defs.ops.checks import FRESHNESS_CHECK
+from fintrack_assets.runs import RunSummary, summarise_run
 from fintrack_assets.settings import Settings
 
 QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -89,21 +89,58 @@ class EventLogTimer:
 
 @dataclass
 class RunStats:
-    """What one `daily_market_job` run did, from its events."""
+    """What one `daily_market_job` run did (its summary) and what it cost."""
 
+    run: RunSummary
     wall_seconds: float
-    step_seconds: dict[str, float] = field(default_factory=dict)
-    row_counts: dict[str, int] = field(default_factory=dict)
-    """Rows the run wrote per asset: the sum of its partitions' `dagster/row_count`."""
-    partition_rows: dict[str, dict[str, int]] = field(default_factory=dict)
-    partitions: dict[str, set[str]] = field(default_factory=dict)
-    checks: dict[str, bool] = field(default_factory=dict)
-    check_seconds: float = 0.0
-    """Time separate checks report in their own `seconds` metadata."""
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
     events: int = 0
     materialisation_events: int = 0
     materialisation_event_seconds: float = 0.0
+
+    @property
+    def step_seconds(self) -> dict[str, float]:
+        return self.run.step_seconds
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        """Rows the run wrote per asset: the sum of its partitions' `dagster/row_count`."""
+        return self.run.rows
+
+    @property
+    def partitions(self) -> dict[str, set[str]]:
+        return self.run.partitions
+
+    @property
+    def checks(self) -> dict[str, bool]:
+        """By `asset:check`."""
+        return {
+            f"{asset}:{check}": passed for (asset, check), passed in self.run.asset_checks.items()
+        }
+
+    @property
+    def check_seconds(self) -> float:
+        """Time separate checks report in their own `seconds` metadata."""
+        return sum(
+            float(seconds.value)
+            for metadata in self.run.check_metadata.values()
+            if (seconds := metadata.get("seconds")) is not None
+            and isinstance(seconds.value, int | float)
+        )
+
+    @property
+    def timings(self) -> dict[str, dict[str, float]]:
+        """By asset, its timing figures: a range run's own sit on its last partition, as
+        `run/<name>`."""
+        return {
+            asset: {
+                name: float(value.value)
+                for name in TIMING_METADATA
+                for label in (name, f"run/{name}")
+                if (value := metadata.get(label)) is not None
+                and isinstance(value.value, int | float)
+            }
+            for asset, metadata in self.run.metadata.items()
+        }
 
     @property
     def inside_seconds(self) -> float:
@@ -188,11 +225,8 @@ def market_defs(workdir: Path, universe: str) -> Definitions:
     return build_defs(settings)
 
 
-def run_failure(events: Sequence[DagsterEvent]) -> str:
-    for event in events:
-        if event.event_type == DagsterEventType.STEP_FAILURE:
-            return f"step {event.step_key} failed: {event.message}"
-    return "the run failed"
+def run_failure(instance: DagsterInstance, run_id: str) -> str:
+    return summarise_run(instance, run_id).reason()
 
 
 def materialise_universe(defs: Definitions, instance: DagsterInstance, universe: str) -> None:
@@ -205,7 +239,7 @@ def materialise_universe(defs: Definitions, instance: DagsterInstance, universe:
         run_config={"ops": {"symbol_universe": {"config": {"universe": universe}}}, **QUIET},
     )
     if not result.success:
-        raise VerificationError(f"symbol_universe: {run_failure(result.all_events)}")
+        raise VerificationError(f"symbol_universe: {run_failure(instance, result.run_id)}")
 
 
 def run_daily_market_job(
@@ -244,40 +278,14 @@ def run_daily_market_job(
         run_config={**QUIET, **(run_config or {})},
         **partition,
     )
-    stats = RunStats(wall_seconds=time.perf_counter() - started)
+    wall_seconds = time.perf_counter() - started
+    run = summarise_run(instance, result.run_id)
+    if not run.success:
+        raise VerificationError(f"{job_name or ', '.join(assets)}: {run.reason()}")
+    stats = RunStats(run, wall_seconds)
     stats.materialisation_events, stats.materialisation_event_seconds = timer.materialisations()
-    events = result.all_events
-    if not result.success:
-        raise VerificationError(f"{job_name or ', '.join(assets)}: {run_failure(events)}")
-    # Event-log entries, planned materialisations included (all_events has only the run's).
+    # Event-log entries, planned materialisations included.
     stats.events = len(instance.all_logs(result.run_id))
-    for event in events:
-        data: Any = event.event_specific_data
-        if event.event_type == DagsterEventType.STEP_SUCCESS:
-            stats.step_seconds[event.step_key or "?"] = data.duration_ms / 1000
-        elif event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-            materialization = data.materialization
-            asset = materialization.asset_key.to_user_string()
-            stats.partitions.setdefault(asset, set()).add(materialization.partition or "")
-            metadata = materialization.metadata
-            # The run's own timings sit on its last partition, as `run/<name>`.
-            stats.timings.setdefault(asset, {}).update(
-                {
-                    k: float(metadata[label].value)
-                    for k in TIMING_METADATA
-                    for label in (k, f"run/{k}")
-                    if label in metadata
-                }
-            )
-            count = materialization.metadata.get("dagster/row_count")
-            if count is not None:
-                rows = stats.partition_rows.setdefault(asset, {})
-                rows[materialization.partition or ""] = int(count.value)
-        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-            stats.checks[f"{data.asset_key.to_user_string()}:{data.check_name}"] = data.passed
-            seconds = data.metadata.get("seconds")
-            stats.check_seconds += float(seconds.value) if seconds is not None else 0.0
-    stats.row_counts = {asset: sum(rows.values()) for asset, rows in stats.partition_rows.items()}
     return stats
 
 

@@ -209,7 +209,7 @@ def _maintain_bronze(defs: Definitions, instance: DagsterInstance, lake: Path) -
     )
     seconds = time.perf_counter() - started
     if not result.success:
-        raise VerificationError(f"lake_maintenance: {run_failure(result.all_events)}")
+        raise VerificationError(f"lake_maintenance: {run_failure(instance, result.run_id)}")
     after = table.active_files()
     read_after, symbol_rows_after = _symbol_read(table.uri, "SYN0042")
     rows_after = DeltaTable(table.uri).to_pyarrow_dataset().count_rows()

@@ -8,10 +8,19 @@ import os
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance, Definitions, JobDefinition
+
+    from fintrack_assets.io_managers.lake import LakeIOManager
+    from fintrack_assets.runs import RunSummary
+    from fintrack_assets.settings import Settings
 
 DAGSTER_DEV_SUPERSEDED = "Function `dev_command` is superseded"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -37,20 +46,38 @@ def doctor() -> int:
     return 0 if all(finding.ok for finding in found) else 1
 
 
+@dataclass(frozen=True)
+class DemoStep:
+    """One run of the demo: `job` over the partition range `partitions` (first and last key;
+    None for an unpartitioned job), after `land` has put the run's input in the landing zone
+    (it returns the line to print, None when the files were there already)."""
+
+    name: str
+    job: JobDefinition
+    partitions: tuple[str, str] | None = None
+    land: Callable[[], str | None] | None = None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        from dagster._core.storage.tags import (
+            ASSET_PARTITION_RANGE_END_TAG,
+            ASSET_PARTITION_RANGE_START_TAG,
+        )
+
+        if self.partitions is None:
+            return {}
+        first, last = self.partitions
+        return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
 def demo(days: int) -> int:
     """Materialises every asset for the last `days` calendar days of sessions, in single runs."""
     home = _dagster_home()
-    from dagster import DagsterEventType, DagsterInstance
-    from dagster._core.storage.tags import (
-        ASSET_PARTITION_RANGE_END_TAG,
-        ASSET_PARTITION_RANGE_START_TAG,
-    )
+    from dagster import DagsterInstance
 
     from fintrack_assets.core.calendar import sessions_between
     from fintrack_assets.definitions import build_defs
-    from fintrack_assets.defs.market.jobs import PORTFOLIO_ASSETS
-    from fintrack_assets.partitions import latest_closed_session, partitions_for
-    from fintrack_assets.progress import expected, watching
+    from fintrack_assets.partitions import latest_closed_session
     from fintrack_assets.settings import get_settings
 
     settings = get_settings()
@@ -64,105 +91,22 @@ def demo(days: int) -> int:
         f"{settings.universe}, market data {settings.market_data}\n"
     )
     instance = DagsterInstance.get()
-    assets_job = defs.resolve_implicit_global_asset_job_def()
-    session_range = {
-        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-    }
-    # Only months that have ended are partitions of `months`.
-    month_keys = [
-        k
-        for k in partitions_for(settings.start_date).months.get_partition_keys()
-        if k >= first.replace(day=1).isoformat()
-    ]
-    # One job in two runs: the sample trades are priced off the bronze bars of the first.
-    daily_job = defs.resolve_job_def("daily_market_job")
-    portfolios = PORTFOLIO_ASSETS.resolve(defs.resolve_asset_graph())
-    market = set(daily_job.asset_layer.selected_asset_keys) - portfolios
-    runs = [
-        ("symbol_universe", assets_job.get_subset(asset_selection={_key("symbol_universe")}), {}),
-        ("daily_market_job: market", daily_job.get_subset(asset_selection=market), session_range),
-        (
-            "daily_market_job: portfolios",
-            daily_job.get_subset(asset_selection=portfolios),
-            session_range,
-        ),
-    ]
-    if month_keys:
-        monthly = assets_job.get_subset(asset_selection={_key("holdings_monthly")})
-        month_range = {
-            ASSET_PARTITION_RANGE_START_TAG: month_keys[0],
-            ASSET_PARTITION_RANGE_END_TAG: month_keys[-1],
-        }
-        runs.append(("holdings_monthly", monthly, month_range))
-    payment_days = [last - dt.timedelta(days=i) for i in range(PAYMENT_DAYS - 1, -1, -1)]
-    runs.append(
-        (
-            "payments_job",
-            defs.resolve_job_def("payments_job"),
-            {
-                ASSET_PARTITION_RANGE_START_TAG: payment_days[0].isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: payment_days[-1].isoformat(),
-            },
-        )
-    )
-    rows = []
+    rows: list[list[object]] = []
     ok = True
-    for name, job, tags in runs:
-        if name == "daily_market_job: portfolios":
-            landed = _land_sample_trades(settings)
-            if landed:
-                print(f"landed the sample trades: {landed}")
-        if name == "payments_job":
-            landed_days = _land_sample_payments(settings, payment_days)
-            if landed_days:
-                print(f"landed synthetic payments for {landed_days} day(s)")
-        print(f"running {name} ...", flush=True)
-        started = time.perf_counter()
-        run_id = str(uuid.uuid4())
-        with watching(instance, run_id, name, expected(job, tags)) as progress:
-            result = job.execute_in_process(
-                instance=instance, tags=tags, raise_on_error=False, run_config=QUIET, run_id=run_id
-            )
-        took = time.perf_counter() - started
-        print(
-            f"  run {result.run_id}: {'ok' if result.success else 'FAILED'} in {took:.1f} s, "
-            f"{progress.done:,}/{progress.total:,} {progress.unit}"
+    for step in demo_steps(settings, defs, first, last):
+        run, took = _run_step(instance, step)
+        rows.extend(
+            [
+                asset,
+                len(run.partitions.get(asset, ())) or "-",
+                f"{run.rows.get(asset, 0):,}",
+                f"{run.step_seconds.get(step_key, took):.1f}",
+            ]
+            for asset, step_key in run.asset_steps.items()
         )
-        partitions: dict[str, set[str]] = defaultdict(set)
-        row_counts: dict[str, int] = {}
-        step_seconds: dict[str, float] = {}
-        asset_step: dict[str, str] = {}
-        for event in result.all_events:
-            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                materialization = event.event_specific_data.materialization  # type: ignore[union-attr]
-                asset = materialization.asset_key.to_user_string()
-                if materialization.partition:
-                    partitions[asset].add(materialization.partition)
-                count = materialization.metadata.get("dagster/row_count")
-                if count is not None:
-                    # A range run reports each partition's own rows.
-                    rows_here = int(count.value)  # type: ignore[arg-type]
-                    if materialization.partition:
-                        row_counts[asset] = row_counts.get(asset, 0) + rows_here
-                    else:
-                        row_counts[asset] = rows_here
-                asset_step[asset] = event.step_key or ""
-            elif event.event_type == DagsterEventType.STEP_SUCCESS:
-                duration = event.event_specific_data.duration_ms  # type: ignore[union-attr]
-                step_seconds[event.step_key or ""] = duration / 1000
-        for asset in sorted(asset_step, key=list(asset_step).index):
-            rows.append(
-                [
-                    asset,
-                    len(partitions[asset]) or "-",
-                    f"{row_counts.get(asset, 0):,}",
-                    f"{step_seconds.get(asset_step[asset], took):.1f}",
-                ]
-            )
-        if not result.success:
+        if not run.success:
             ok = False
-            print(f"run {result.run_id} ({name}) failed; see `make dev` -> Runs", file=sys.stderr)
+            print(f"run {run.run_id} ({step.name}) failed; see `make dev` -> Runs", file=sys.stderr)
             break
     print()
     print(tabulate(rows, headers=["asset", "partitions", "rows", "seconds"], tablefmt="github"))
@@ -175,31 +119,117 @@ def demo(days: int) -> int:
     return 0 if ok else 1
 
 
-def _land_sample_trades(settings: object) -> str | None:
+def demo_steps(
+    settings: Settings, defs: Definitions, first: dt.date, last: dt.date
+) -> list[DemoStep]:
+    """The demo's runs, in order, over the sessions [first, last]: the universe, the market
+    layers, the portfolios (one job in two runs: the sample trades are priced off the bronze
+    bars of the first), the months that have ended and a week of payments."""
+    from dagster import AssetKey
+
+    from fintrack_assets.defs.market.jobs import PORTFOLIO_ASSETS
+    from fintrack_assets.partitions import partitions_for
+
+    assets_job = defs.resolve_implicit_global_asset_job_def()
+    daily_job = defs.resolve_job_def("daily_market_job")
+    portfolios = PORTFOLIO_ASSETS.resolve(defs.resolve_asset_graph())
+    market = set(daily_job.asset_layer.selected_asset_keys) - portfolios
+    session_range = (first.isoformat(), last.isoformat())
+    lake = _lake(settings)
+    payment_days = [last - dt.timedelta(days=i) for i in range(PAYMENT_DAYS - 1, -1, -1)]
+    steps = [
+        DemoStep(
+            "symbol_universe", assets_job.get_subset(asset_selection={AssetKey("symbol_universe")})
+        ),
+        DemoStep(
+            "daily_market_job: market", daily_job.get_subset(asset_selection=market), session_range
+        ),
+        DemoStep(
+            "daily_market_job: portfolios",
+            daily_job.get_subset(asset_selection=portfolios),
+            session_range,
+            land=lambda: _land_sample_trades(lake),
+        ),
+    ]
+    # Only months that have ended are partitions of `months`.
+    month_keys = [
+        k
+        for k in partitions_for(settings.start_date).months.get_partition_keys()
+        if k >= first.replace(day=1).isoformat()
+    ]
+    if month_keys:
+        monthly = assets_job.get_subset(asset_selection={AssetKey("holdings_monthly")})
+        steps.append(DemoStep("holdings_monthly", monthly, (month_keys[0], month_keys[-1])))
+    steps.append(
+        DemoStep(
+            "payments_job",
+            defs.resolve_job_def("payments_job"),
+            (payment_days[0].isoformat(), payment_days[-1].isoformat()),
+            land=lambda: _land_sample_payments(lake, payment_days),
+        )
+    )
+    return steps
+
+
+def _run_step(instance: DagsterInstance, step: DemoStep) -> tuple[RunSummary, float]:
+    """Lands the step's input, then runs it in process with its progress on screen; its
+    summary and wall seconds."""
+    from fintrack_assets.progress import expected, watching
+    from fintrack_assets.runs import summarise_run
+
+    landed = step.land() if step.land else None
+    if landed:
+        print(landed)
+    print(f"running {step.name} ...", flush=True)
+    tags = step.tags
+    started = time.perf_counter()
+    run_id = str(uuid.uuid4())
+    with watching(instance, run_id, step.name, expected(step.job, tags)) as progress:
+        step.job.execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False, run_config=QUIET, run_id=run_id
+        )
+    took = time.perf_counter() - started
+    run = summarise_run(instance, run_id)
+    print(
+        f"  run {run_id}: {'ok' if run.success else 'FAILED'} in {took:.1f} s, "
+        f"{progress.done:,}/{progress.total:,} {progress.unit}"
+    )
+    return run, took
+
+
+def _lake(settings: Settings) -> LakeIOManager:
+    """The lake resource of the settings: the landing zone lies under it."""
+    from fintrack_assets.definitions import build_resources
+    from fintrack_assets.io_managers.lake import LakeIOManager
+
+    lake = build_resources(settings)["lake"]
+    if not isinstance(lake, LakeIOManager):
+        raise TypeError(f"the lake resource is a {type(lake).__name__}, not a LakeIOManager")
+    return lake
+
+
+def _land_sample_trades(lake: LakeIOManager) -> str | None:
     """Drops the deterministic sample of three portfolios into the landing zone, built from the
     bronze bars just materialised, unless trades have landed already."""
     from fintrack_assets.core.sample_trades import sample_trades
-    from fintrack_assets.definitions import build_resources
     from fintrack_assets.resources.landing import LandingZone
 
-    lake = build_resources(settings)["lake"]  # type: ignore[arg-type]
-    zone = LandingZone(lake.lake_url, lake.storage_options)  # type: ignore[attr-defined]
+    zone = LandingZone(lake.lake_url, lake.storage_options)
     if zone.list_files("portfolio_trades"):
         return None
-    bars = lake.table(["bronze_ohlcv"]).read_window()  # type: ignore[attr-defined]
-    return zone.write(
+    bars = lake.table(["bronze_ohlcv"]).read_window()
+    path = zone.write(
         "portfolio_trades", "demo_sample.csv", sample_trades(bars).write_csv().encode()
     )
+    return f"landed the sample trades: {path}"
 
 
-def _land_sample_payments(settings: object, days: list[dt.date]) -> int:
+def _land_sample_payments(lake: LakeIOManager, days: list[dt.date]) -> str | None:
     """Synthetic payments with injected fraud patterns for each day that has no files yet."""
     from fintrack_assets.core.synthetic_payments import generate_payments
-    from fintrack_assets.definitions import build_resources
     from fintrack_assets.resources.landing import LandingZone
 
-    lake = build_resources(settings)["lake"]  # type: ignore[arg-type]
-    zone = LandingZone(lake.lake_url, lake.storage_options)  # type: ignore[attr-defined]
+    zone = LandingZone(lake.lake_url, lake.storage_options)
     landed = 0
     for day in days:
         if zone.list_files("payment_transactions", day):
@@ -207,13 +237,7 @@ def _land_sample_payments(settings: object, days: list[dt.date]) -> int:
         payments = generate_payments(day, accounts=PAYMENT_ACCOUNTS).drop("is_fraud")
         zone.write("payment_transactions", "demo_payments.csv", payments.write_csv().encode(), day)
         landed += 1
-    return landed
-
-
-def _key(name: str) -> object:
-    from dagster import AssetKey
-
-    return AssetKey(name)
+    return f"landed synthetic payments for {landed} day(s)" if landed else None
 
 
 def ui(host: str, port: int) -> int:

@@ -24,6 +24,7 @@ from fintrack_assets.core.progress import PROGRESS_LINE, Clock, Meter
 if TYPE_CHECKING:
     from dagster import DagsterInstance, JobDefinition, PartitionsDefinition
     from dagster._core.events.log import EventLogEntry
+    from rich.console import RenderableType
 
 PLAIN_EVERY_SECONDS = 5.0
 """A plain progress line at most this often between the lines events print anyway."""
@@ -184,7 +185,7 @@ class RichView:
     def stop(self) -> None:
         self.live.stop()
 
-    def _render(self) -> object:
+    def _render(self) -> RenderableType:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table

@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions, JobDefinition
+from dagster import AssetKey, DagsterInstance, Definitions, JobDefinition
 
 from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.definitions import build_defs
-from fintrack_assets.defs.ops.checks import FRESHNESS_CHECK
 from fintrack_assets.defs.silver.assets import silver_key
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import warehouse_for
+from fintrack_assets.runs import RunSummary, summarise_run
 from fintrack_assets.settings import Settings
 
 BRONZE_LAYER = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"]
 MARKET_LAYERS = [*BRONZE_LAYER, *(silver_key(n) for n in INTERVALS)]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
-
-
-@dataclass
-class RunSummary:
-    success: bool
-    partitions: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    checks: dict[str, bool] = field(default_factory=dict)
-    """By check name (names repeat across the silver intervals: see asset_checks)."""
-    asset_checks: dict[tuple[str, str], bool] = field(default_factory=dict)
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
-    failure: str = ""
-    """The failed steps' error messages."""
-    freshness_checked: set[str] = field(default_factory=set)
-    """Assets whose session_freshness ran (left out of `checks`: it judges the wall clock's
-    session)."""
 
 
 class Platform:
@@ -96,28 +79,7 @@ class Platform:
         result = job.execute_in_process(
             instance=self.instance, tags=tags, run_config=run_config, raise_on_error=False
         )
-        summary = RunSummary(success=result.success)
-        for event in result.all_events:
-            if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
-                m = event.event_specific_data.materialization
-                if m.partition:
-                    summary.partitions[m.asset_key.to_user_string()].add(m.partition)
-                    summary.metadata[m.asset_key.to_user_string()] = dict(m.metadata)
-            elif event.event_type == DagsterEventType.STEP_FAILURE:
-                error = event.event_specific_data.error  # type: ignore[union-attr]
-                while error is not None:
-                    summary.failure += error.message
-                    error = error.cause
-            elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
-                evaluation = event.event_specific_data
-                if evaluation.check_name == FRESHNESS_CHECK:
-                    # Judged against today's session, not the test's: test_freshness.py.
-                    summary.freshness_checked.add(evaluation.asset_key.to_user_string())
-                    continue
-                summary.checks[evaluation.check_name] = evaluation.passed
-                asset = evaluation.asset_key.to_user_string()
-                summary.asset_checks[(asset, evaluation.check_name)] = evaluation.passed
-        return summary
+        return summarise_run(self.instance, result.run_id)
 
     def lake(self, asset: str) -> LakeTable:
         resource = self.defs.resources["lake"]
