@@ -1,10 +1,23 @@
 """When things run, in the words every domain uses: the automation conditions of the layers after
-bronze, and the session tick that the session schedules share (no run on an exchange holiday)."""
+bronze, and the schedules that run on NYSE sessions only (none on an exchange holiday)."""
 
 import datetime as dt
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from dagster import AssetSelection, AutomationCondition, ScheduleEvaluationContext, SkipReason
+from dagster import (
+    AssetSelection,
+    AutomationCondition,
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition,  # what define_asset_job returns; not exported
+)
 
 from fintrack_assets.core.calendar import TIMEZONE, is_session
 
@@ -30,9 +43,29 @@ def follows_upstream_once(*ready: str) -> AutomationCondition:
     return (FOLLOWS_UPSTREAM & ~waiting).with_label(f"follows_upstream, needs {', '.join(ready)}")
 
 
-def session_tick(context: ScheduleEvaluationContext) -> dt.datetime | SkipReason:
-    """The tick's time in New York, or why nothing runs: the day is no NYSE session."""
-    moment = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
-    if not is_session(moment.date()):
-        return SkipReason(f"{moment.date()} is no NYSE session")
-    return moment
+def session_schedule(
+    name: str,
+    job: UnresolvedAssetJobDefinition,
+    at: dt.time,
+    description: str,
+    request: Callable[[dt.datetime], RunRequest],
+) -> ScheduleDefinition:
+    """A schedule at `at` New York time on each NYSE session, RUNNING by default: on a session
+    day `request` makes the run from the tick's time; on an exchange holiday the tick says why
+    nothing runs."""
+
+    @schedule(
+        name=name,
+        job=job,
+        cron_schedule=f"{at.minute} {at.hour} * * 1-5",
+        execution_timezone=TIMEZONE,
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+    def on_sessions(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+        moment = context.scheduled_execution_time.astimezone(ZoneInfo(TIMEZONE))
+        if not is_session(moment.date()):
+            return SkipReason(f"{moment.date()} is no NYSE session")
+        return request(moment)
+
+    return on_sessions
