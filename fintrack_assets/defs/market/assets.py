@@ -246,7 +246,7 @@ class BronzeConfig(Config):
         contract_spec(BronzeOHLCV, "bronze_ohlcv", blocking=True),
     ],
 )
-def validate_bronze_ohlcv(
+def bronze_ohlcv(
     context: AssetExecutionContext, config: BronzeConfig, raw_ohlcv: pl.DataFrame
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     started = time.perf_counter()
