@@ -357,8 +357,8 @@ def _child_main(day: str) -> None:
 def _peak_rss_bytes() -> int:
     """This process's own peak RSS: VmHWM, the high-water mark of its address space. Linux's
     getrusage(RUSAGE_SELF).ru_maxrss keeps the parent's peak across the fork and exec that
-    started the child, so after a full run's big workloads it reported the harness's peak (7 GB),
-    not the pipeline's."""
+    started the child, so after a full run's big workloads it reported the harness's peak, not
+    the pipeline's."""
     try:
         with open("/proc/self/status") as status:
             for line in status:

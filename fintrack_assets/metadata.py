@@ -1,4 +1,5 @@
-"""What every materialisation shows in the UI: row count, column schema, a preview, timing."""
+"""What every materialisation shows in the UI: row count, column schema, a preview, timing;
+and the checks several tables share (their contract, their share of rejected rows)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import polars as pl
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     MetadataValue,
@@ -18,8 +20,9 @@ from dagster import (
     TableSchema,
 )
 from pandera.polars import DataFrameModel
+from pydantic import Field
 
-from fintrack_assets.core.display import markdown_table
+from fintrack_assets.core.display import markdown_table, percent
 from fintrack_assets.schemas import contract_failures
 
 __all__ = ["markdown_table"]
@@ -75,6 +78,51 @@ def contract_check(
         if failures is None
         else {"failures": MetadataValue.md(f"```\n{failures}\n```")},
     )
+
+
+def share_threshold(default: float, rule: str) -> Any:
+    """A config field holding a check's threshold, a share: `rule` says what the check does
+    above it; the description gives the default both as a share and in percent, from the one
+    number."""
+    return Field(default=default, description=f"{rule} ({default:g} = {default * 100:g} %).")
+
+
+def reject_share_spec(asset_key: str, description: str) -> AssetCheckSpec:
+    """The `reject_share` check of `asset_key`, which `reject_share_check` evaluates."""
+    return AssetCheckSpec("reject_share", asset=asset_key, description=description)
+
+
+def reject_share_check(
+    asset_key: str,
+    rejected: int,
+    total: int,
+    *,
+    threshold: float,
+    severity: AssetCheckSeverity,
+    counts: Mapping[str, int],
+    metadata: Mapping[str, Any] | None = None,
+) -> AssetCheckResult:
+    """Passes while `rejected` is at most `threshold` of `total` rows (none is no share);
+    `severity` says whether a miss fails the check or warns. Its metadata: the share, the
+    threshold, `metadata` and each reason's count."""
+    share = rejected / total if total else 0.0
+    return AssetCheckResult(
+        check_name="reject_share",
+        asset_key=asset_key,
+        passed=share <= threshold,
+        severity=severity,
+        metadata={
+            "reject_share": percent(share),
+            "threshold": percent(threshold),
+            **(metadata or {}),
+            **reason_metadata(counts),
+        },
+    )
+
+
+def reason_metadata(counts: Mapping[str, int]) -> dict[str, int]:
+    """Rejected rows per reason, as `reason/<reason>` entries."""
+    return {f"reason/{reason}": count for reason, count in counts.items()}
 
 
 def table_schema(frame: pl.DataFrame) -> TableSchema:

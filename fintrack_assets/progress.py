@@ -97,7 +97,7 @@ class RunProgress:
             self.steps.append(key)
 
     def headline(self) -> str:
-        """`step 2/4 validate_bronze_ohlcv: 254/1,143 partitions (22 %), 41/s, ETA 22 s`."""
+        """`step 2/4 bronze_ohlcv: 254/1,143 partitions (22 %), 41/s, ETA 22 s`."""
         if self.running is not None:
             steps = max(len(self.steps), self.steps_started)
             where = f"step {self.steps_started}/{steps} {self.step}" if self.step else "starting"

@@ -156,12 +156,17 @@ def _holds(condition: pl.Expr) -> pl.Expr:
     return condition.fill_null(True)
 
 
-class PortfolioReturn(_Contract):
-    """`portfolio_returns`: one row per (date, portfolio_id); a long-only book with no
-    borrowing can lose at most everything in a day."""
+class _PortfolioDay(_Contract):
+    """A portfolio's rows of a session: every risk table's key starts (date, portfolio_id)."""
 
     date: pl.Date
     portfolio_id: str = pa.Field(str_length={"min_value": 1})
+
+
+class PortfolioReturn(_PortfolioDay):
+    """`portfolio_returns`: one row per (date, portfolio_id); a long-only book with no
+    borrowing can lose at most everything in a day."""
+
     market_value: float = pa.Field(nullable=True)
     net_flow: float = pa.Field(nullable=True)
     daily_return: float = pa.Field(nullable=True, ge=-1)
@@ -172,13 +177,11 @@ class PortfolioReturn(_Contract):
         unique = ("date", "portfolio_id")
 
 
-class PortfolioRisk(_Contract):
+class PortfolioRisk(_PortfolioDay):
     """`portfolio_risk`: one row per (date, portfolio_id). Volatility is a standard deviation,
     a drawdown a fall from a peak, and the CVaR the mean of the tail beyond its VaR (both
     returns, negative is a loss), so the 99 % tail lies at or below the 95 % one."""
 
-    date: pl.Date
-    portfolio_id: str = pa.Field(str_length={"min_value": 1})
     volatility_21d: float = pa.Field(nullable=True, ge=0)
     volatility_63d: float = pa.Field(nullable=True, ge=0)
     volatility_252d: float = pa.Field(nullable=True, ge=0)
@@ -199,12 +202,10 @@ class PortfolioRisk(_Contract):
         return data.lazyframe.select(_holds(pl.col("var_99_1d") <= pl.col("var_95_1d") + TOLERANCE))
 
 
-class FactorExposure(_Contract):
+class FactorExposure(_PortfolioDay):
     """`portfolio_factor_exposures`: one row per (date, portfolio_id, factor); the ridge fit's
     in-sample R² lies in [0, 1] (its unpenalised intercept alone would explain nothing)."""
 
-    date: pl.Date
-    portfolio_id: str = pa.Field(str_length={"min_value": 1})
     factor: str = pa.Field(str_length={"min_value": 1})
     beta: float = pa.Field(nullable=True)
     ridge_coef: float = pa.Field(nullable=True)
@@ -215,12 +216,10 @@ class FactorExposure(_Contract):
         unique = ("date", "portfolio_id", "factor")
 
 
-class SectorExposure(_Contract):
+class SectorExposure(_PortfolioDay):
     """`sector_exposure`: one row per (date, portfolio_id, sector); a portfolio's sector
     weights sum to 1 each day."""
 
-    date: pl.Date
-    portfolio_id: str = pa.Field(str_length={"min_value": 1})
     sector: str = pa.Field(str_length={"min_value": 1})
     market_value: float = pa.Field(nullable=True)
     weight: float = pa.Field(nullable=True)
@@ -236,12 +235,10 @@ class SectorExposure(_Contract):
         return data.lazyframe.select(~valued | ((total - 1.0).abs() <= TOLERANCE))
 
 
-class HoldingCorrelation(_Contract):
+class HoldingCorrelation(_PortfolioDay):
     """`holding_correlations`: one row per (date, portfolio_id, symbol_a, symbol_b), each
     pair once, a correlation in [-1, 1]."""
 
-    date: pl.Date
-    portfolio_id: str = pa.Field(str_length={"min_value": 1})
     symbol_a: str = pa.Field(str_matches=SYMBOL_PATTERN)
     symbol_b: str = pa.Field(str_matches=SYMBOL_PATTERN)
     correlation: float = pa.Field(nullable=True, ge=-1 - TOLERANCE, le=1 + TOLERANCE)
@@ -255,12 +252,10 @@ class HoldingCorrelation(_Contract):
         return data.lazyframe.select(pl.col("symbol_a") < pl.col("symbol_b"))
 
 
-class StressTest(_Contract):
+class StressTest(_PortfolioDay):
     """`portfolio_stress_tests`: one row per (date, portfolio_id, scenario); a scenario that
     can't be valued has neither P&L nor method."""
 
-    date: pl.Date
-    portfolio_id: str = pa.Field(str_length={"min_value": 1})
     scenario: str = pa.Field(str_length={"min_value": 1})
     pnl_usd: float = pa.Field(nullable=True)
     pnl_pct: float = pa.Field(nullable=True)

@@ -8,11 +8,32 @@ from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetMaterialization, MetadataValue, Output
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetOut,
+    MetadataValue,
+    Output,
+)
 
 from fintrack_assets.io_managers.context import PARTITION_EXPR, TableIOManager
 from fintrack_assets.metadata import add_partition_metadata, markdown_table, table_schema
 from fintrack_assets.partitions import window_dates
+
+
+def companion_outs(io_manager_key: str, descriptions: Mapping[str, str]) -> dict[str, AssetOut]:
+    """The outs of a main table and its companion, by name with their descriptions: polars
+    frames through `io_manager_key`, none required, so the multi-asset can run for any subset."""
+    return {
+        name: AssetOut(
+            io_manager_key=io_manager_key,
+            is_required=False,
+            kinds={"polars"},
+            description=description,
+        )
+        for name, description in descriptions.items()
+    }
 
 
 def is_selected(context: AssetExecutionContext, asset: str) -> bool:

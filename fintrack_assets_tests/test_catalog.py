@@ -107,7 +107,7 @@ def test_the_launchpad_describes_every_config_field(tmp_path: Path) -> None:
     assert ops >= {
         "symbol_universe",
         "raw_ohlcv",
-        "validate_bronze_ohlcv",
+        "bronze_ohlcv",
         "portfolio_trades",
         "holdings_daily",
         "payment_transactions",
@@ -194,7 +194,7 @@ def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
         return path.parent.name, function_after(path, reference.line_number)
 
     assert referenced("symbol_universe") == ("market", "symbol_universe")
-    assert referenced("bronze_ohlcv_rejects") == ("market", "validate_bronze_ohlcv")
+    assert referenced("bronze_ohlcv_rejects") == ("market", "bronze_ohlcv")
     assert referenced("holdings_daily") == ("portfolio", "holdings_daily")
     assert referenced("silver_ohlcv_21d") == ("silver", "silver_ohlcv")
     assert referenced("fraud_prediction_failures") == ("payments", "fraud_predictions")

@@ -207,7 +207,7 @@ def test_fintrack_demo_shows_progress_as_plain_lines_when_not_a_terminal(tmp_pat
     steps = re.findall(r"^  step (\d+)/(\d+) (\w+): [\d,]+/[\d,]+ partitions \(\d+ %\)", out, re.M)
     assert ("1", "raw_ohlcv") in {(number, name) for number, _, name in steps}
     assert {name for _, _, name in steps} >= {
-        "validate_bronze_ohlcv",
+        "bronze_ohlcv",
         "silver_ohlcv",
         "holdings_daily",
         "portfolio_risk",

@@ -10,11 +10,19 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 import pytest
-from dagster import AssetKey, AssetRecordsFilter, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 
 from fintrack_assets.core.display import duration, markdown_table, money, percent, plural, rate
 from fintrack_assets.defs.ops.checks import AS_OF_TAG
 from fintrack_assets.defs.payments.sensors import payment_files_sensor
+from fintrack_assets.metadata import reject_share_check, share_threshold
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 from fintrack_assets_tests.test_fraud_assets import GOOD, NEXT_DAY
@@ -120,6 +128,44 @@ def test_a_share_in_a_check_reads_as_a_percentage(tmp_path, monkeypatch):
     assert checks["reject_share"]["reject_share"].value == "0.00 %"
     assert checks["reject_share"]["threshold"].value == "1.00 %"
     assert checks["symbol_failures"]["threshold"].value == "5.00 %"
+
+
+def test_the_reject_share_check_holds_up_to_its_threshold_and_lists_the_reasons():
+    def check(rejected: int, total: int, counts: dict[str, int]) -> dict:
+        result = reject_share_check(
+            "trades",
+            rejected,
+            total,
+            threshold=0.25,
+            severity=AssetCheckSeverity.WARN,
+            counts=counts,
+            metadata={"rows": total},
+        )
+        assert result.check_name == "reject_share" and result.asset_key == AssetKey("trades")
+        assert result.severity == AssetCheckSeverity.WARN
+        return {"passed": result.passed, **{k: v.value for k, v in result.metadata.items()}}
+
+    # 2 of 8 is 25 %: at the threshold, it holds; 3 of 8 (37.5 %) does not.
+    assert check(2, 8, {"bad_date": 1, "oversell": 1}) == {
+        "passed": True,
+        "reject_share": "25.00 %",
+        "threshold": "25.00 %",
+        "rows": 8,
+        "reason/bad_date": 1,
+        "reason/oversell": 1,
+    }
+    assert check(3, 8, {"oversell": 3})["passed"] is False
+    assert check(3, 8, {"oversell": 3})["reject_share"] == "37.50 %"
+    # No rows at all is no share of rejects.
+    assert check(0, 0, {}) == {
+        "passed": True,
+        "reject_share": "0.00 %",
+        "threshold": "25.00 %",
+        "rows": 0,
+    }
+    field = share_threshold(0.05, "The check fails above this share")
+    assert field.default == 0.05
+    assert field.description == "The check fails above this share (0.05 = 5 %)."
 
 
 def test_a_late_session_says_how_late_in_words(tmp_path, monkeypatch):

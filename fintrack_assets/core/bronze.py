@@ -9,15 +9,20 @@ import polars as pl
 from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.symbols import valid_symbol_expr
 
-OHLCV_SCHEMA: dict[str, pl.DataType] = {
-    "symbol": pl.String(),
-    "date": pl.Date(),
+BAR_VALUES_SCHEMA: dict[str, pl.DataType] = {
     "open": pl.Float64(),
     "high": pl.Float64(),
     "low": pl.Float64(),
     "close": pl.Float64(),
     "adj_close": pl.Float64(),
     "volume": pl.Int64(),
+}
+"""What every bar carries, a day or longer: its prices and its volume."""
+
+OHLCV_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "date": pl.Date(),
+    **BAR_VALUES_SCHEMA,
     "dividend": pl.Float64(),
     "split_ratio": pl.Float64(),
     "source": pl.String(),

@@ -10,9 +10,9 @@ Windows are half-open, [ts - width, ts): a transaction exactly one hour earlier 
 `count_1h`. Every window is capped at `history_days`, the look-back the caller loads, so the
 result does not depend on how much older history happens to be passed in.
 
-How, and why so: on this kind of machine anything that touches 30 million history rows at
-random (a string join or group-by, a two-column sort) costs 5-60 s, so the work is one sort
-of all rows by (account, ts) on a single 64-bit key, then binary searches and
+How, and why so: anything that touches 30 million history rows at random (a string join or
+group-by, a two-column sort) costs many times a sequential pass (benchmarks/README.md), so the
+work is one sort of all rows by (account, ts) on a single 64-bit key, then binary searches and
 `np.add.reduceat` sums over contiguous rows. Accounts (and merchants) are compared by 64-bit
 hash (polars' `hash`): two different accounts sharing a hash would pool their histories; with
 n accounts the odds are about n^2 / 2^65 per call (1e-9 for 200,000), accepted against the

@@ -34,9 +34,9 @@ values, as many as apply: `missing_transaction_id`, `missing_account_id`, `unpar
 `out_of_range_amount` (above AMOUNT_MAX), `non_usd`, `unparseable_<coordinate>`,
 `out_of_range_<coordinate>`; and, for an otherwise valid row, `duplicate_transaction_id`.
 
-Speed: each chunk goes through pyarrow's C++ CSV parser and numpy checks (about 5 s per
-million rows on two cores); only chunks with blank lines, bad bytes or broken rows are
-split line by line in Python to find the culprits.
+Speed: each chunk goes through pyarrow's C++ CSV parser and numpy checks (throughput:
+benchmarks/README.md); only chunks with blank lines, bad bytes or broken rows are split line
+by line in Python to find the culprits.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from fintrack_assets.core.bronze import BAR_VALUES_SCHEMA
 from fintrack_assets.core.calendar import nyse_sessions
 
 INTERVALS: tuple[int, ...] = (3, 5, 8, 13, 21, 34)
@@ -24,12 +25,7 @@ SILVER_SCHEMA: dict[str, pl.DataType] = {
     "interval_days": pl.Int32(),
     "bar_start": pl.Date(),
     "bar_end": pl.Date(),
-    "open": pl.Float64(),
-    "high": pl.Float64(),
-    "low": pl.Float64(),
-    "close": pl.Float64(),
-    "adj_close": pl.Float64(),
-    "volume": pl.Int64(),
+    **BAR_VALUES_SCHEMA,
     "n_days": pl.Int32(),
     "split_ratio": pl.Float64(),
 }

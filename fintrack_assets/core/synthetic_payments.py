@@ -15,7 +15,8 @@ Legitimate life overlaps them on purpose: some night owls, some travel, new merc
 and then, a few big tickets, so no single feature separates the classes.
 
 Timestamps are UTC, inside the day; amounts are USD with 2 decimals, at least 0.50.
-Vectorised with numpy: a million rows take about a second.
+Vectorised with numpy, so the benchmark's million-row day is cheap to make
+(benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -62,8 +62,8 @@ OPTIMIZE_TARGET_BYTES = 128 * 1024**2
 of contiguous symbol ranges."""
 
 OPTIMIZE_TASKS = max(1, min(os.cpu_count() or 1, 4))
-"""Year partitions z-ordered at once: one per core (2 here), at most 4, since each one holds
-its sort in memory."""
+"""Year partitions z-ordered at once: one per core, at most 4, since each one holds its sort
+in memory."""
 
 OPTIMIZE_MEMORY_BYTES = 2 * 1024**3
 """DataFusion memory pool for z-order's sort, beyond which it spills to disk: a bronze year

@@ -222,9 +222,10 @@ def _summary(results: list[TableResult], seconds: float, dry_run: bool) -> dict[
 def maintain_lake_tables(
     context: OpExecutionContext, config: LakeMaintenanceConfig
 ) -> Iterator[AssetObservation | Output[list[dict[str, Any]]]]:
-    """One table after another (z-order already uses both cores). A generator, so each
-    table's observation is emitted as soon as it is done and survives a later failure; a
-    failing table is reported, the others still run, then the op fails naming it."""
+    """One table after another (z-order already runs several years at once, OPTIMIZE_TASKS). A
+    generator, so each table's observation is emitted as soon as it is done and survives a
+    later failure; a failing table is reported, the others still run, then the op fails
+    naming it."""
     started = time.perf_counter()
     names = list(LAKE_TABLES) if config.tables is None else list(dict.fromkeys(config.tables))
     if config.retention_hours < 0:

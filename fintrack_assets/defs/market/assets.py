@@ -10,7 +10,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetOut,
     BackfillPolicy,
     Backoff,
     Config,
@@ -43,12 +42,16 @@ from fintrack_assets.metadata import (
     contract_spec,
     frame_metadata,
     markdown_table,
+    reason_metadata,
+    reject_share_check,
+    reject_share_spec,
+    share_threshold,
 )
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
 from fintrack_assets.settings import get_settings
-from fintrack_assets.subsets import companion, is_selected
+from fintrack_assets.subsets import companion, companion_outs, is_selected
 
 FETCH_RETRY = RetryPolicy(
     max_retries=3, delay=5, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
@@ -125,10 +128,9 @@ def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.d
 
 
 class RawConfig(Config):
-    max_failed_share: float = Field(
-        default=0.05,
-        description="The symbol_failures check fails when more than this share of the "
-        "universe failed to fetch (0.05 = 5 %).",
+    max_failed_share: float = share_threshold(
+        0.05,
+        "The symbol_failures check fails when more than this share of the universe failed to fetch",
     )
 
 
@@ -219,50 +221,38 @@ def raw_ohlcv(
 
 
 class BronzeConfig(Config):
-    max_reject_share: float = Field(
-        default=0.01,
-        description="The reject_share check fails above this share of raw rows rejected "
-        "(0.01 = 1 %).",
+    max_reject_share: float = share_threshold(
+        0.01, "The reject_share check fails above this share of raw rows rejected"
     )
 
 
 @multi_asset(
-    outs={
-        "bronze_ohlcv": AssetOut(
-            io_manager_key="lake",
-            is_required=False,
-            kinds={"polars"},
-            description="Validated daily bars, one per (symbol, session), prices as traded.",
-        ),
-        "bronze_ohlcv_rejects": AssetOut(
-            io_manager_key="lake",
-            is_required=False,
-            kinds={"polars"},
-            description="raw_ohlcv rows that failed validation, with the reasons.",
-        ),
-    },
+    outs=companion_outs(
+        "lake",
+        {
+            "bronze_ohlcv": "Validated daily bars, one per (symbol, session), prices as traded.",
+            "bronze_ohlcv_rejects": "raw_ohlcv rows that failed validation, with the reasons.",
+        },
+    ),
     partitions_def=trading_days,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="market",
     can_subset=True,
     check_specs=[
-        AssetCheckSpec(
-            "reject_share",
-            asset="bronze_ohlcv",
-            description="No more of the raw rows than max_reject_share (1 % unless "
-            "configured) were rejected.",
+        reject_share_spec(
+            "bronze_ohlcv",
+            "No more of the raw rows than max_reject_share (1 % unless configured) were rejected.",
         ),
         contract_spec(BronzeOHLCV, "bronze_ohlcv", blocking=True),
     ],
 )
-def validate_bronze_ohlcv(
+def bronze_ohlcv(
     context: AssetExecutionContext, config: BronzeConfig, raw_ohlcv: pl.DataFrame
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     started = time.perf_counter()
     bronze, rejects = to_bronze(raw_ohlcv)
     seconds = time.perf_counter() - started
     counts = reject_counts(rejects)
-    share = rejects.height / raw_ohlcv.height if raw_ohlcv.height else 0.0
     context.log.info(
         f"{bronze.height:,} valid rows, {rejects.height:,} rejected in {seconds:.2f} s"
         + (f": {counts}" if counts else "")
@@ -270,7 +260,7 @@ def validate_bronze_ohlcv(
     yield from companion(
         context,
         Output(rejects, output_name="bronze_ohlcv_rejects"),
-        run={f"reason/{r}": n for r, n in counts.items()},
+        run=reason_metadata(counts),
     )
     if not is_selected(context, "bronze_ohlcv"):
         return
@@ -287,15 +277,12 @@ def validate_bronze_ohlcv(
         },
     )
     yield Output(bronze, output_name="bronze_ohlcv")
-    yield AssetCheckResult(
-        check_name="reject_share",
-        asset_key="bronze_ohlcv",
-        passed=share <= config.max_reject_share,
+    yield reject_share_check(
+        "bronze_ohlcv",
+        rejects.height,
+        raw_ohlcv.height,
+        threshold=config.max_reject_share,
         severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "reject_share": percent(share),
-            "threshold": percent(config.max_reject_share),
-            **{f"reason/{r}": n for r, n in counts.items()},
-        },
+        counts=counts,
     )
     yield contract_check(BronzeOHLCV, bronze, "bronze_ohlcv")

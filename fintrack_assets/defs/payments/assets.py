@@ -35,12 +35,16 @@ from fintrack_assets.metadata import (
     add_partition_metadata,
     contract_check,
     contract_spec,
+    reason_metadata,
+    reject_share_check,
+    reject_share_spec,
+    share_threshold,
 )
 from fintrack_assets.partitions import calendar_days, window_dates
 from fintrack_assets.resources.fraud_scorers import FraudScorer
 from fintrack_assets.resources.landing import LandingFile, LandingZone
 from fintrack_assets.schemas import PaymentTransaction
-from fintrack_assets.subsets import companion, is_selected
+from fintrack_assets.subsets import companion, companion_outs, is_selected
 
 PAYMENTS = "payment_transactions"
 REJECTS = "payment_transaction_rejects"
@@ -83,35 +87,27 @@ class PaymentsConfig(Config):
         description="Rows of a landing file parsed at a time: memory stays flat whatever "
         "the file's size.",
     )
-    max_reject_share: float = Field(
-        default=0.01,
-        description="The reject_share check warns above this share of rows refused (0.01 = 1 %).",
+    max_reject_share: float = share_threshold(
+        0.01, "The reject_share check warns above this share of rows refused"
     )
 
 
 @multi_asset(
-    outs={
-        PAYMENTS: AssetOut(
-            io_manager_key="warehouse",
-            is_required=False,
-            kinds={"polars"},
-            description="Valid payment transactions from "
+    outs=companion_outs(
+        "warehouse",
+        {
+            PAYMENTS: "Valid payment transactions from "
             "<lake>/landing/payment_transactions/date=YYYY-MM-DD/*.csv; `date` is the UTC day.",
-        ),
-        REJECTS: AssetOut(
-            io_manager_key="warehouse",
-            is_required=False,
-            kinds={"polars"},
-            description="Payment rows refused, with file, line and reason.",
-        ),
-    },
+            REJECTS: "Payment rows refused, with file, line and reason.",
+        },
+    ),
     partitions_def=calendar_days,
     backfill_policy=BackfillPolicy.single_run(),
     group_name="fraud",
     pool=WAREHOUSE_POOL,
     can_subset=True,
     check_specs=[
-        AssetCheckSpec("reject_share", asset=PAYMENTS, description="Few payment rows refused."),
+        reject_share_spec(PAYMENTS, "Few payment rows refused."),
         contract_spec(PaymentTransaction, PAYMENTS, blocking=True),
     ],
 )
@@ -172,7 +168,6 @@ def payment_transactions(
     seconds = time.perf_counter() - started
     counts = payment_reject_counts(rejects)
     total = payments.height + rejects.height
-    share = rejects.height / total if total else 0.0
     context.log.info(
         f"{files_read} file(s) over {len(days)} day(s): {payments.height:,} "
         f"valid, {rejects.height:,} rejected in {seconds:.2f} s"
@@ -180,7 +175,7 @@ def payment_transactions(
     yield from companion(
         context,
         Output(rejects, output_name=REJECTS),
-        run={f"reason/{r}": n for r, n in counts.items()},
+        run=reason_metadata(counts),
     )
     if not is_selected(context, PAYMENTS):
         return
@@ -198,17 +193,14 @@ def payment_transactions(
         partitions=per_day,
     )
     yield Output(payments, output_name=PAYMENTS)
-    yield AssetCheckResult(
-        check_name="reject_share",
-        asset_key=PAYMENTS,
-        passed=share <= config.max_reject_share,
+    yield reject_share_check(
+        PAYMENTS,
+        rejects.height,
+        total,
+        threshold=config.max_reject_share,
         severity=AssetCheckSeverity.WARN,
-        metadata={
-            "reject_share": percent(share),
-            "threshold": percent(config.max_reject_share),
-            "rows": total,
-            **{f"reason/{r}": n for r, n in counts.items()},
-        },
+        counts=counts,
+        metadata={"rows": total},
     )
     yield contract_check(PaymentTransaction, payments, PAYMENTS)
 

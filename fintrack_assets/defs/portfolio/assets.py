@@ -11,7 +11,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
-    AssetOut,
     BackfillPolicy,
     Config,
     MetadataValue,
@@ -23,7 +22,7 @@ from dagster import (
 from pydantic import Field
 
 from fintrack_assets.automation import follows_upstream_once
-from fintrack_assets.core.display import money, percent
+from fintrack_assets.core.display import money
 from fintrack_assets.core.holdings import (
     CostMethod,
     external_flows,
@@ -48,11 +47,15 @@ from fintrack_assets.metadata import (
     contract_spec,
     frame_metadata,
     markdown_table,
+    reason_metadata,
+    reject_share_check,
+    reject_share_spec,
+    share_threshold,
 )
 from fintrack_assets.partitions import months, trading_days, window_dates
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets.schemas import HoldingsMonthly, PortfolioTrade
-from fintrack_assets.subsets import companion, is_selected
+from fintrack_assets.subsets import companion, companion_outs, is_selected
 
 TRADES = "portfolio_trades"
 PRICE_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
@@ -64,34 +67,25 @@ def _prices(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
 
 
 class TradesConfig(Config):
-    max_reject_share: float = Field(
-        default=0.01,
-        description="The reject_share check warns above this share of trade rows refused "
-        "(0.01 = 1 %).",
+    max_reject_share: float = share_threshold(
+        0.01, "The reject_share check warns above this share of trade rows refused"
     )
 
 
 @multi_asset(
-    outs={
-        TRADES: AssetOut(
-            io_manager_key="warehouse",
-            is_required=False,
-            kinds={"polars"},
-            description="Every valid trade from <lake>/landing/portfolio_trades/*.csv.",
-        ),
-        "portfolio_trades_rejects": AssetOut(
-            io_manager_key="warehouse",
-            is_required=False,
-            kinds={"polars"},
-            description="Trade rows refused, with file, line and reason.",
-        ),
-    },
+    outs=companion_outs(
+        "warehouse",
+        {
+            TRADES: "Every valid trade from <lake>/landing/portfolio_trades/*.csv.",
+            "portfolio_trades_rejects": "Trade rows refused, with file, line and reason.",
+        },
+    ),
     group_name="portfolio",
     pool=WAREHOUSE_POOL,
     deps=["bronze_ohlcv"],
     can_subset=True,
     check_specs=[
-        AssetCheckSpec("reject_share", asset=TRADES, description="Few trade rows refused."),
+        reject_share_spec(TRADES, "Few trade rows refused."),
         contract_spec(PortfolioTrade, TRADES, blocking=True),
     ],
 )
@@ -133,8 +127,6 @@ def portfolio_trades(
             )
     rejects = pl.concat([*rejected, invalid], how="vertical")
     counts = reject_counts(rejects)
-    total = valid.height + rejects.height
-    share = rejects.height / total if total else 0.0
     seconds = time.perf_counter() - started
     context.log.info(
         f"{len(files)} file(s): {valid.height} trades, {rejects.height} refused"
@@ -145,7 +137,7 @@ def portfolio_trades(
         Output(
             rejects,
             output_name="portfolio_trades_rejects",
-            metadata={**frame_metadata(rejects), **{f"reason/{r}": n for r, n in counts.items()}},
+            metadata={**frame_metadata(rejects), **reason_metadata(counts)},
         ),
     )
     if not is_selected(context, TRADES):
@@ -160,16 +152,13 @@ def portfolio_trades(
             "rejected_rows": rejects.height,
         },
     )
-    yield AssetCheckResult(
-        check_name="reject_share",
-        asset_key=TRADES,
-        passed=share <= config.max_reject_share,
+    yield reject_share_check(
+        TRADES,
+        rejects.height,
+        valid.height + rejects.height,
+        threshold=config.max_reject_share,
         severity=AssetCheckSeverity.WARN,
-        metadata={
-            "reject_share": percent(share),
-            "threshold": percent(config.max_reject_share),
-            **{f"reason/{r}": n for r, n in counts.items()},
-        },
+        counts=counts,
     )
     yield contract_check(PortfolioTrade, valid, TRADES)
 
