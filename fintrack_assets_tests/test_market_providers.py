@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
 from fintrack_assets.resources.market_data import MarketDataResource
-from fintrack_assets.resources.yahoo import YahooProvider
+from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
 from fintrack_assets_tests.helpers import Platform, yfinance_platform
 from fintrack_assets_tests.polygon_stub import RecordedPolygon, StubServer
 from fintrack_assets_tests.test_yahoo import (
@@ -37,7 +38,9 @@ class RecordedYahooData(MarketDataResource):
             failures=[{"GONE": "possibly delisted; no price data found"}] * 20,
         )
         return YahooProvider(
-            adapter=adapter, batch_size_range=2, max_attempts=2, sleep=lambda _: None
+            adapter=adapter,
+            batch_size_range=2,
+            retries=replace(YAHOO_RETRIES, max_attempts=2, sleep=lambda _: None),
         )
 
 
