@@ -13,7 +13,9 @@ from dataclasses import replace
 import polars as pl
 import pytest
 
+from fintrack_assets.resources.fetching import Retries
 from fintrack_assets.resources.market_data import MarketDataResource
+from fintrack_assets.resources.polygon import PolygonProvider
 from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
 from fintrack_assets_tests.helpers import Platform, yfinance_platform
 from fintrack_assets_tests.polygon_stub import RecordedPolygon, StubServer
@@ -109,6 +111,17 @@ def test_one_session_alone_equals_its_day_in_the_range(platform, tmp_path, monke
     single = alone.lake_frame("bronze_ohlcv")
     columns = ["symbol", "date", "open", "high", "low", "close", "adj_close", "volume"]
     assert single.select(columns).rows() == ranged.select(columns).rows()
+
+
+def test_the_resource_maps_max_attempts_onto_each_providers_own_backoff():
+    universe = pl.DataFrame({"symbol": ["AAPL"]})
+    yahoo = MarketDataResource(source="yfinance", max_attempts=7).provider(universe)
+    polygon = MarketDataResource(
+        source="polygon", polygon_api_key="pk_test_mapping", max_attempts=2
+    ).provider(universe)
+    assert isinstance(yahoo, YahooProvider) and isinstance(polygon, PolygonProvider)
+    assert yahoo.retries == Retries(7, backoff_base_seconds=2.0, backoff_max_seconds=60.0)
+    assert polygon.retries == Retries(2, backoff_base_seconds=1.0, backoff_max_seconds=60.0)
 
 
 POLYGON_KEY = "pk_test_NEVER_SHOWN_9f3a"
