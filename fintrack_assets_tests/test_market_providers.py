@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 
 import polars as pl
 import pytest
 
+from fintrack_assets.resources.fetching import Retries
 from fintrack_assets.resources.market_data import MarketDataResource
-from fintrack_assets.resources.yahoo import YahooProvider
+from fintrack_assets.resources.polygon import PolygonProvider
+from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
 from fintrack_assets_tests.helpers import Platform, yfinance_platform
 from fintrack_assets_tests.polygon_stub import RecordedPolygon, StubServer
 from fintrack_assets_tests.test_yahoo import (
@@ -37,7 +40,9 @@ class RecordedYahooData(MarketDataResource):
             failures=[{"GONE": "possibly delisted; no price data found"}] * 20,
         )
         return YahooProvider(
-            adapter=adapter, batch_size_range=2, max_attempts=2, sleep=lambda _: None
+            adapter=adapter,
+            batch_size_range=2,
+            retries=replace(YAHOO_RETRIES, max_attempts=2, sleep=lambda _: None),
         )
 
 
@@ -106,6 +111,17 @@ def test_one_session_alone_equals_its_day_in_the_range(platform, tmp_path, monke
     single = alone.lake_frame("bronze_ohlcv")
     columns = ["symbol", "date", "open", "high", "low", "close", "adj_close", "volume"]
     assert single.select(columns).rows() == ranged.select(columns).rows()
+
+
+def test_the_resource_maps_max_attempts_onto_each_providers_own_backoff():
+    universe = pl.DataFrame({"symbol": ["AAPL"]})
+    yahoo = MarketDataResource(source="yfinance", max_attempts=7).provider(universe)
+    polygon = MarketDataResource(
+        source="polygon", polygon_api_key="pk_test_mapping", max_attempts=2
+    ).provider(universe)
+    assert isinstance(yahoo, YahooProvider) and isinstance(polygon, PolygonProvider)
+    assert yahoo.retries == Retries(7, backoff_base_seconds=2.0, backoff_max_seconds=60.0)
+    assert polygon.retries == Retries(2, backoff_base_seconds=1.0, backoff_max_seconds=60.0)
 
 
 POLYGON_KEY = "pk_test_NEVER_SHOWN_9f3a"

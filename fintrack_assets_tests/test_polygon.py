@@ -12,17 +12,19 @@ import re
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import httpx
 import polars as pl
 import pytest
 
 from fintrack_assets.core.universe import synthetic_universe
-from fintrack_assets.resources.fetching import empty_bars
+from fintrack_assets.resources.fetching import Retries, empty_bars
 from fintrack_assets.resources.polygon import (
     INDEX_UNAVAILABLE,
     MALFORMED_ACTION,
     NO_BARS,
+    POLYGON_RETRIES,
     PolygonAuthError,
     PolygonProvider,
     from_polygon,
@@ -66,11 +68,16 @@ def calls() -> Calls:
     return Calls()
 
 
-def make(calls: Calls, router: Router | None = None, **options: object) -> PolygonProvider:
+def make(
+    calls: Calls,
+    router: Router | None = None,
+    retries: Retries = POLYGON_RETRIES,
+    **options: object,
+) -> PolygonProvider:
     return PolygonProvider(
         api_key=KEY,
         transport=mock_transport(router or RecordedPolygon(), calls.requests),
-        sleep=calls.sleeps.append,
+        retries=replace(retries, sleep=calls.sleeps.append),
         **options,  # type: ignore[arg-type]
     )
 
@@ -362,7 +369,7 @@ def test_429_without_retry_after_backs_off_with_full_jitter(calls: Calls) -> Non
     def script(path: str, nth: int) -> Response | None:
         return rate_limited() if path == MSFT_PATH and nth <= 2 else None
 
-    provider = make(calls, scripted(script), backoff_base_seconds=0.5)
+    provider = make(calls, scripted(script), replace(POLYGON_RETRIES, backoff_base_seconds=0.5))
     result = provider.fetch(["MSFT"], RANGE, calls.lines.append)
 
     assert result.failures.is_empty()
@@ -391,7 +398,7 @@ def test_500_storm_ends_as_a_recorded_failure_while_others_succeed(calls: Calls)
     def script(path: str, nth: int) -> Response | None:
         return status(500) if path == MSFT_PATH else None
 
-    provider = make(calls, scripted(script), max_attempts=3, batch_size=2)
+    provider = make(calls, scripted(script), replace(POLYGON_RETRIES, max_attempts=3), batch_size=2)
     result = provider.fetch(["AAPL", "MSFT", "NVDA"], RANGE, calls.lines.append)
 
     assert failures(result.failures) == {("MSFT", "HTTP 500 after 3 attempts", 1)}
@@ -420,8 +427,7 @@ def test_timeouts_and_connection_errors_are_retried_then_recorded(calls: Calls) 
     provider = PolygonProvider(
         api_key=KEY,
         transport=httpx.MockTransport(handle),
-        sleep=calls.sleeps.append,
-        max_attempts=2,
+        retries=replace(POLYGON_RETRIES, max_attempts=2, sleep=calls.sleeps.append),
     )
     result = provider.fetch(["MSFT", "NVDA", "AAPL"], RANGE, calls.lines.append)
 
@@ -449,7 +455,7 @@ def test_failed_corporate_actions_fail_every_symbol(calls: Calls, sessions: list
     def script(path: str, nth: int) -> Response | None:
         return status(503) if path == "/v3/reference/dividends" else None
 
-    provider = make(calls, scripted(script), max_attempts=2)
+    provider = make(calls, scripted(script), replace(POLYGON_RETRIES, max_attempts=2))
     result = provider.fetch(["AAPL", "MSFT", "TWTR"], sessions, calls.lines.append)
 
     actions_error = "corporate actions: HTTP 503 after 2 attempts"
@@ -476,7 +482,7 @@ def test_bearer_header_sent_and_the_key_never_leaks(calls: Calls) -> None:
             return rate_limited({"Retry-After": "1"})
         return None
 
-    provider = make(calls, scripted(script), max_attempts=2, batch_size=2)
+    provider = make(calls, scripted(script), replace(POLYGON_RETRIES, max_attempts=2), batch_size=2)
     result = provider.fetch(["AAPL", "MSFT", "NVDA", "^GSPC", "TWTR"], RANGE, calls.lines.append)
     _, meta_failures = provider.symbol_metadata(["AAPL", "ZZZZ", "^GSPC"], calls.lines.append)
 

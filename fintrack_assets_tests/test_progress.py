@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +31,7 @@ from fintrack_assets.core.progress import (
 from fintrack_assets.progress import expected, watching
 from fintrack_assets.resources.fetching import Batch, batch_line
 from fintrack_assets.resources.market_data import MarketDataResource
-from fintrack_assets.resources.yahoo import YahooProvider
+from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
 from fintrack_assets_tests.helpers import (
     BRONZE_LAYER,
     QUIET,
@@ -157,7 +158,7 @@ class OneSymbolBatches(MarketDataResource):
         return YahooProvider(
             adapter=TickingYahoo(clock, histories),
             batch_size_range=1,
-            sleep=lambda _: None,
+            retries=replace(YAHOO_RETRIES, sleep=lambda _: None),
             clock=clock,
         )
 

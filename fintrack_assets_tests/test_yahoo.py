@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,8 @@ import pytest
 from yfinance import utils as yf_utils
 from yfinance.multi import reindex_dfs
 
-from fintrack_assets.resources.yahoo import YahooProvider, _ErrorCapture
+from fintrack_assets.resources.fetching import Retries
+from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider, _ErrorCapture
 
 D = dt.date
 NY = "America/New_York"
@@ -141,9 +143,12 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def provider(adapter: RecordedYahoo, **options: object) -> tuple[YahooProvider, Sleeps]:
+def provider(
+    adapter: RecordedYahoo, retries: Retries = YAHOO_RETRIES, **options: object
+) -> tuple[YahooProvider, Sleeps]:
     sleeps = Sleeps()
-    return YahooProvider(adapter=adapter, sleep=sleeps, **options), sleeps  # type: ignore[arg-type]
+    retries = replace(retries, sleep=sleeps)
+    return YahooProvider(adapter=adapter, retries=retries, **options), sleeps  # type: ignore[arg-type]
 
 
 def sessions(*days: dt.date) -> list[dt.date]:
@@ -191,7 +196,9 @@ def test_failed_ticker_is_retried_alone_and_recorded_with_its_error():
         splits={"SPLT": SPLT_SPLITS},
         failures=[{"GONE": "possibly delisted; no price data found"}] * 9,
     )
-    yahoo, sleeps = provider(adapter, max_attempts=3, backoff_base_seconds=2.0)
+    yahoo, sleeps = provider(
+        adapter, replace(YAHOO_RETRIES, max_attempts=3, backoff_base_seconds=2.0)
+    )
     lines: list[str] = []
     result = yahoo.fetch(["SPLT", "GONE"], MARCH, log=lines.append)
     assert adapter.calls == [["SPLT", "GONE"], ["GONE"], ["GONE"]]
@@ -223,7 +230,7 @@ def test_rate_limit_backs_off_longer_then_succeeds():
 
 def test_all_failed_shape_is_failures_not_a_crash():
     adapter = RecordedYahoo({}, failures=[{"AAA": RATE_LIMIT, "BRK-B": RATE_LIMIT}] * 2)
-    yahoo, _ = provider(adapter, max_attempts=2)
+    yahoo, _ = provider(adapter, replace(YAHOO_RETRIES, max_attempts=2))
     frame, _ = RecordedYahoo({}).download(["AAA", "BRK-B"], D(2024, 3, 4), D(2024, 3, 8), 2)
     assert frame.shape[0] == 0 and "Dividends" not in frame.columns.get_level_values("Price")
     result = yahoo.fetch(["AAA", "BRK-B"], MARCH, log=lambda _: None)
@@ -237,7 +244,7 @@ def test_split_history_unavailable_fails_the_symbol_not_the_batch():
         {"SPLT": SPLT, "CALM": calm_history()},
         split_errors={"SPLT": ConnectionError("connection reset")},
     )
-    yahoo, sleeps = provider(adapter, max_attempts=3)
+    yahoo, sleeps = provider(adapter, replace(YAHOO_RETRIES, max_attempts=3))
     result = yahoo.fetch(["SPLT", "CALM"], sessions(D(2024, 3, 4), D(2024, 3, 5)), lambda _: None)
     assert adapter.split_calls == ["SPLT"] * 3 + ["CALM"]
     assert len(sleeps) == 2

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import polars as pl
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_random_exponential
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.display import plural
@@ -32,6 +34,32 @@ Sleep = Callable[[float], None]
 def backoff(base_seconds: float, max_seconds: float) -> wait_random_exponential:
     """Exponential backoff with full jitter: attempt n waits uniform(0, min(max, base * 2^n))."""
     return wait_random_exponential(multiplier=base_seconds, max=max_seconds)
+
+
+@dataclass(frozen=True)
+class Retries:
+    """How a provider retries a failed request or symbol, declared once for every provider;
+    each holds one with its own defaults. Tests pass a `sleep` that records the waits."""
+
+    max_attempts: int  # the first included
+    backoff_base_seconds: float  # attempt n waits up to base * 2^(n-1)
+    backoff_max_seconds: float  # the cap on every wait
+    sleep: Sleep = field(default=time.sleep, repr=False)
+
+    def backoff(self) -> wait_random_exponential:
+        return backoff(self.backoff_base_seconds, self.backoff_max_seconds)
+
+    def retrying(
+        self, wait: Callable[[RetryCallState], float] | None = None, **options: Any
+    ) -> Retrying:
+        """tenacity's `Retrying` over these attempts and `sleep`; `wait` defaults to the
+        backoff, `options` are the rest of its arguments (retry, reraise, ...)."""
+        return Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait or self.backoff(),
+            sleep=self.sleep,
+            **options,
+        )
 
 
 class Retryable(Exception):
@@ -146,6 +174,7 @@ __all__ = [
     "FAILURE_SCHEMA",
     "Batch",
     "FetchResult",
+    "Retries",
     "backoff",
     "batch_line",
     "empty_bars",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import polars as pl
@@ -98,16 +99,16 @@ class MarketDataResource(ConfigurableResource):
 
     def _build(self) -> Provider:
         if self.source == "yfinance":
-            from fintrack_assets.resources.yahoo import YahooProvider
+            from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
 
             return YahooProvider(
                 batch_size_single=self.batch_size_single,
                 batch_size_range=self.batch_size_range,
                 threads=self.yfinance_threads,
-                max_attempts=self.max_attempts,
+                retries=replace(YAHOO_RETRIES, max_attempts=self.max_attempts),
             )
         if self.source == "polygon":
-            from fintrack_assets.resources.polygon import PolygonProvider
+            from fintrack_assets.resources.polygon import POLYGON_RETRIES, PolygonProvider
 
             if not self.polygon_api_key:
                 raise ValueError("POLYGON_API_KEY is required when FINTRACK_MARKET_DATA=polygon")
@@ -116,7 +117,7 @@ class MarketDataResource(ConfigurableResource):
                 base_url=self.polygon_base_url,
                 max_concurrency=self.max_concurrency,
                 timeout_seconds=self.timeout_seconds,
-                max_attempts=self.max_attempts,
+                retries=replace(POLYGON_RETRIES, max_attempts=self.max_attempts),
                 batch_size=self.batch_size_range,
             )
         raise ValueError(

@@ -38,15 +38,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import polars as pl
 
+from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.symbols import is_valid_symbol
 from fintrack_assets.resources.fetching import (
-    BAR_COLUMNS,
     Batch,
     FetchResult,
     Log,
-    Sleep,
+    Retries,
     batch_line,
-    empty_bars,
     failures_frame,
     in_batches,
     metadata_frame,
@@ -69,6 +68,7 @@ NO_BARS = "no bars returned for the window"
 MALFORMED_ACTION = "malformed split or dividend record from Polygon for this symbol"
 MAX_PAGES = 10_000
 """A guard against a server that never stops handing out `next_url`."""
+POLYGON_RETRIES = Retries(max_attempts=5, backoff_base_seconds=1.0, backoff_max_seconds=60.0)
 
 
 class PolygonAuthError(RuntimeError):
@@ -224,17 +224,14 @@ class PolygonProvider:
     base_url: str = DEFAULT_BASE_URL
     max_concurrency: int = 16
     timeout_seconds: float = 30.0
-    max_attempts: int = 5
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 60.0
+    retries: Retries = POLYGON_RETRIES
     batch_size: int = 50
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
-    sleep: Sleep = field(default=time.sleep, repr=False)
 
     def __post_init__(self) -> None:
         if not self.api_key:
             raise ValueError("POLYGON_API_KEY is empty: the polygon provider needs a key")
-        if self.max_concurrency < 1 or self.max_attempts < 1 or self.batch_size < 1:
+        if self.max_concurrency < 1 or self.retries.max_attempts < 1 or self.batch_size < 1:
             raise ValueError("max_concurrency, max_attempts and batch_size must be >= 1")
 
     # -- bars -------------------------------------------------------------------------------
@@ -258,14 +255,15 @@ class PolygonProvider:
     def _calls(self) -> Iterator[tuple[_Session, ThreadPoolExecutor]]:
         """One client and a pool of `max_concurrency` threads for a call (`threaded_client`:
         an auth failure stops every request not yet sent)."""
+        retries = self.retries
         policy = HttpPolicy(
             self.max_concurrency,
             self.timeout_seconds,
-            self.max_attempts,
-            self.backoff_base_seconds,
-            self.backoff_max_seconds,
+            retries.max_attempts,
+            retries.backoff_base_seconds,
+            retries.backoff_max_seconds,
             self.transport,
-            self.sleep,
+            retries.sleep,
         )
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with threaded_client(self.base_url, policy, "polygon", headers=headers) as (http, pool):
@@ -598,6 +596,7 @@ def _with_actions(bars: pl.DataFrame, actions: _Actions | str) -> pl.DataFrame:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "POLYGON_RETRIES",
     "PolygonAuthError",
     "PolygonProvider",
     "from_polygon",

@@ -17,26 +17,18 @@ from typing import Any, Protocol
 
 import pandas as pd
 import polars as pl
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState, retry_if_exception_type, retry_if_result
 
+from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.progress import Clock
 from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
 from fintrack_assets.resources.fetching import (
-    BAR_COLUMNS,
     Batch,
     FetchResult,
     Log,
     MetadataRow,
-    Sleep,
-    backoff,
+    Retries,
     batch_line,
-    empty_bars,
     failures_frame,
     in_batches,
     metadata_frame,
@@ -44,6 +36,7 @@ from fintrack_assets.resources.fetching import (
 
 RATE_LIMITED = "YFRateLimitError"
 NO_DATA = "no data returned (all-NaN Close)"
+YAHOO_RETRIES = Retries(max_attempts=4, backoff_base_seconds=2.0, backoff_max_seconds=60.0)
 
 
 class YahooAdapter(Protocol):
@@ -137,11 +130,8 @@ class YahooProvider:
     batch_size_single: int = 100
     batch_size_range: int = 50
     threads: int = 4
-    max_attempts: int = 4
-    backoff_base_seconds: float = 2.0
-    backoff_max_seconds: float = 60.0
+    retries: Retries = YAHOO_RETRIES
     rate_limit_backoff_seconds: float = 30.0
-    sleep: Sleep = time.sleep
     clock: Clock = time.perf_counter
     _splits_cache: dict[str, pd.Series] = field(default_factory=dict, repr=False)
 
@@ -195,7 +185,7 @@ class YahooProvider:
             pending = failed
             return pending
 
-        jittered = backoff(self.backoff_base_seconds, self.backoff_max_seconds)
+        jittered = self.retries.backoff()
 
         def wait(state: RetryCallState) -> float:
             delay = jittered(state)
@@ -203,15 +193,11 @@ class YahooProvider:
                 return max(delay, self.rate_limit_backoff_seconds)
             return delay
 
-        Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait,
-            retry=retry_if_result(bool),
-            retry_error_callback=lambda state: None,
-            sleep=self.sleep,
+        self.retries.retrying(
+            wait, retry=retry_if_result(bool), retry_error_callback=lambda state: None
         )(attempt)
         return pl.concat(pieces, how="diagonal_relaxed"), {
-            t: f"{errors[t]} after {self.max_attempts} attempts" for t in pending
+            t: f"{errors[t]} after {self.retries.max_attempts} attempts" for t in pending
         }
 
     def _as_traded(
@@ -237,13 +223,7 @@ class YahooProvider:
                 result.requests += 1
                 return self.adapter.splits(symbol)
 
-            retrying = Retrying(
-                stop=stop_after_attempt(self.max_attempts),
-                wait=backoff(self.backoff_base_seconds, self.backoff_max_seconds),
-                retry=retry_if_exception_type(Exception),
-                sleep=self.sleep,
-                reraise=True,
-            )
+            retrying = self.retries.retrying(retry=retry_if_exception_type(Exception), reraise=True)
             self._splits_cache[symbol] = retrying(ask)
         return self._splits_cache[symbol]
 
