@@ -415,16 +415,15 @@ class PostgresWarehouse(Warehouse):
                 self._drop_dead_loads(lease)
                 for day, load in loads.items():
                     lease.execute(
-                        sql.SQL(
+                        self._day_sql(
                             "CREATE TABLE {load} (LIKE {parent});"
                             "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
-                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})"
-                        ).format(
-                            load=self._table(load, PARTITION_SCHEMA),
-                            parent=self._table(table),
+                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})",
+                            table,
+                            load,
+                            day,
                             col=sql.Identifier(column),
                             check=sql.Identifier(f"{load}_day"),
-                            **_day_bounds(day),
                         )
                     )
                 self._copy_parallel(frame, column, loads)
@@ -442,22 +441,33 @@ class PostgresWarehouse(Warehouse):
                     for day, load in loads.items():
                         name = partition_name(table, day)
                         con.execute(
-                            sql.SQL(
+                            self._day_sql(
                                 "ALTER TABLE {load} RENAME TO {name};"
                                 "ALTER TABLE {parent} ATTACH PARTITION {partition} "
-                                "FOR VALUES FROM ({lo}) TO ({hi})"
-                            ).format(
-                                load=self._table(load, PARTITION_SCHEMA),
+                                "FOR VALUES FROM ({lo}) TO ({hi})",
+                                table,
+                                load,
+                                day,
                                 name=sql.Identifier(name),
-                                parent=self._table(table),
                                 partition=self._table(name, PARTITION_SCHEMA),
-                                **_day_bounds(day),
                             )
                         )
                 loads.clear()  # committed: they are partitions now
         finally:
             if loads:
                 self._drop_quietly(loads.values())
+
+    def _day_sql(
+        self, statement: str, table: str, load: str, day: dt.date, **names: sql.Composable
+    ) -> sql.Composed:
+        """`statement` on the day's load table: {parent} is `table`, {load} the load table,
+        {lo} and {hi} the day's bounds, the rest `names`."""
+        return sql.SQL(statement).format(
+            parent=self._table(table),
+            load=self._table(load, PARTITION_SCHEMA),
+            **_day_bounds(day),
+            **names,
+        )
 
     def _copy_parallel(self, frame: pl.DataFrame, column: str, loads: dict[dt.date, str]) -> None:
         """COPYs each day's rows into its load table, in slices spread over the writers."""
