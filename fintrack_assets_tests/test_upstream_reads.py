@@ -1,26 +1,32 @@
 """Upstream reads are stated in the graph: each input loads its partition mapping's window (and
 only the columns it asks for) from the lake or the warehouse, eagerly or as a LazyFrame; the
 upstream reader reads a declared upstream over a window its asset states, and refuses one the
-asset does not declare."""
+asset does not declare. The project's mappings name the sessions the exchange calendar says."""
 
 import datetime as dt
+import warnings
 from pathlib import Path
 
+import exchange_calendars
 import polars as pl
 import pytest
 from dagster import (
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
+    BetaWarning,
     DailyPartitionsDefinition,
     TimeWindowPartitionMapping,
     asset,
     materialize,
 )
 
+from fintrack_assets.definitions import build_defs
 from fintrack_assets.io_managers.context import Rows
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.reader import UndeclaredUpstream, UpstreamReader
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.settings import Settings
 
 D = dt.date
 DAYS = DailyPartitionsDefinition(start_date="2025-01-01", timezone="America/New_York")
@@ -180,3 +186,51 @@ def test_the_upstream_reader_refuses_an_undeclared_upstream(stores):
         "UndeclaredUpstream: sneaky read book without declaring it: add it to the asset's deps "
         "or ins"
     )
+
+
+# The project's own mappings, against the exchange calendar (XNYS) directly.
+
+XNYS = exchange_calendars.get_calendar("XNYS")
+
+
+def _sessions(first: dt.date, last: dt.date) -> list[str]:
+    return [day.date().isoformat() for day in XNYS.sessions_in_range(first, last)]
+
+
+def _before(day: str, sessions: int) -> dt.date:
+    return XNYS.sessions_window(day, -(sessions + 1))[0].date()
+
+
+@pytest.fixture(scope="module")
+def graph():
+    with warnings.catch_warnings():  # set up before conftest's per-test quieting of these
+        warnings.simplefilter("ignore", BetaWarning)
+        return build_defs(Settings.from_env({})).resolve_asset_graph()
+
+
+def _upstream(graph, child: str, parent: str, key: str) -> list[str]:
+    mapped = graph.get_parent_partition_keys_for_child(key, AssetKey(parent), AssetKey(child))
+    return list(mapped.partitions_subset.get_partition_keys())
+
+
+@pytest.mark.parametrize(
+    ("child", "parent", "sessions_before"),
+    [
+        ("portfolio_returns", "holdings_daily", 1),
+        ("portfolio_returns", "bronze_ohlcv", 2),
+        ("portfolio_risk", "portfolio_returns", 253),
+        ("portfolio_risk", "holdings_daily", 0),
+        ("portfolio_risk", "bronze_ohlcv", 64),
+        ("portfolio_factor_exposures", "portfolio_returns", 253),
+        ("portfolio_factor_exposures", "bronze_ohlcv", 254),
+        ("holding_correlations", "bronze_ohlcv", 64),
+        ("sector_exposure", "holdings_daily", 0),
+        ("portfolio_stress_tests", "portfolio_returns", 0),
+    ],
+)
+def test_risk_inputs_reach_back_the_sessions_their_windows_need(
+    graph, child, parent, sessions_before
+):
+    day = "2024-06-03"
+    expected = _sessions(_before(day, sessions_before), D(2024, 6, 3))
+    assert _upstream(graph, child, parent, day) == expected
