@@ -234,3 +234,15 @@ def test_risk_inputs_reach_back_the_sessions_their_windows_need(
     day = "2024-06-03"
     expected = _sessions(_before(day, sessions_before), D(2024, 6, 3))
     assert _upstream(graph, child, parent, day) == expected
+
+
+@pytest.mark.parametrize(
+    ("month", "opening"),
+    [("2024-02-01", "2024-01-31"), ("2024-04-01", "2024-03-28"), ("2025-01-01", "2024-12-31")],
+)
+def test_a_month_reads_its_sessions_and_the_last_one_before_it(graph, month, opening):
+    """2024-03-29 was Good Friday: April's opening value is March 28th's."""
+    first = D.fromisoformat(month)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    expected = [opening, *_sessions(first, following - dt.timedelta(days=1))]
+    assert _upstream(graph, "holdings_monthly", "holdings_daily", month) == expected
