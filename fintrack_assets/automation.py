@@ -35,10 +35,16 @@ runs."""
 
 
 def follows_upstream_once(*ready: str) -> AutomationCondition:
-    """FOLLOWS_UPSTREAM, and only once each of `ready` (upstream asset keys mapped to the same
-    partition) exists or is requested in the same tick: holdings wait for portfolio_trades,
-    risk waits for holdings_daily."""
-    absent = AutomationCondition.missing() & ~AutomationCondition.will_be_requested()
+    """FOLLOWS_UPSTREAM, and only once each of `ready` (upstream asset keys) exists in the
+    latest session or is requested in the same tick: holdings wait for portfolio_trades, risk
+    waits for holdings_daily. Only the upstream's latest partition counts, not every one the
+    input's partition mapping names: portfolio_returns reads the session before too, and does
+    not wait for it."""
+    absent = (
+        AutomationCondition.in_latest_time_window()
+        & AutomationCondition.missing()
+        & ~AutomationCondition.will_be_requested()
+    )
     waiting = AutomationCondition.any_deps_match(absent).allow(AssetSelection.assets(*ready))
     return (FOLLOWS_UPSTREAM & ~waiting).with_label(f"follows_upstream, needs {', '.join(ready)}")
 

@@ -24,6 +24,7 @@ from dagster import (
 
 from fintrack_assets.catalog import PACKAGE_ROOT, catalog
 from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.partitions import partitions_for
 from fintrack_assets.resources.alerts import AlertWebhook
@@ -57,11 +58,13 @@ def build_resources(settings: Settings) -> dict[str, object]:
         for key, value in settings.s3_storage_options.items()
         if key in ("AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ALLOW_HTTP")
     }
+    lake = LakeIOManager(
+        lake_url=settings.lake_url, storage_options=lake_options if settings.lake_is_s3 else {}
+    )
     return {
-        "lake": LakeIOManager(
-            lake_url=settings.lake_url, storage_options=lake_options if settings.lake_is_s3 else {}
-        ),
+        "lake": lake,
         "warehouse": warehouse,
+        "upstream_reader": UpstreamReader(lake=lake, warehouse=warehouse),
         "market_data": MarketDataResource(
             source=settings.market_data,
             polygon_api_key=EnvVar("POLYGON_API_KEY") if settings.polygon_api_key else None,

@@ -205,13 +205,25 @@ def test_holdings_monthly_names_holdings_daily(tmp_path, monkeypatch):
 def test_portfolio_returns_names_holdings_daily(tmp_path, monkeypatch, warehouse_url):
     platform = _platform(tmp_path, monkeypatch, warehouse_url)
     _with_empty_trades(platform)
+    # Bronze is there: with several inputs missing, the first one Dagster loads is named.
+    assert platform.market(DAY).success
     run = _run(platform, {"portfolio_returns"}, DAY)
     _fails_with(run, expected("holdings_daily", DAY))
 
 
 def test_portfolio_risk_names_portfolio_returns(tmp_path, monkeypatch):
     platform = _platform(tmp_path, monkeypatch)
+    _with_empty_trades(platform)
+    assert platform.market(DAY).success
+    assert _run(platform, {"holdings_daily"}, DAY).success
     _fails_with(_run(platform, {"portfolio_risk"}, DAY), expected("portfolio_returns", DAY))
+
+
+def test_risk_on_a_new_platform_names_bronze_first(tmp_path, monkeypatch):
+    """Nothing materialised: Dagster loads an asset's inputs in key order, so bronze_ohlcv is
+    the one named."""
+    platform = _platform(tmp_path, monkeypatch)
+    _fails_with(_run(platform, {"portfolio_risk"}, DAY), expected("bronze_ohlcv", DAY))
 
 
 def test_fraud_predictions_name_each_missing_payments_table_and_the_calendar_day(

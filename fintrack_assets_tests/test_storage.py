@@ -6,7 +6,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from fintrack_assets.io_managers.context import NotMaterialised
+from fintrack_assets.io_managers import warehouse as warehouse_module
+from fintrack_assets.io_managers.context import NotMaterialised, Rows
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.warehouse import (
     DuckDBWarehouse,
@@ -81,6 +82,34 @@ def test_lake_missing_table_is_a_clear_error(tmp_path):
         LakeTable(str(tmp_path / "nothing")).read_window()
 
 
+def _ranked(days: list[dt.date], symbols: list[str]) -> pl.DataFrame:
+    """close = the day of the month + 0.1 x the symbol's rank (1, 2, ...)."""
+    return days_frame(days, symbols).with_columns(
+        (pl.col("date").dt.day() + 0.1 * (pl.col("symbol").rank("dense"))).alias("close")
+    )
+
+
+def test_lake_scan_reads_the_window_through_the_filter_it_is_given(lake):
+    lake.replace_window(_ranked(DEC + JAN, ["A", "B", "C"]), "date", D(2024, 12, 30), D(2025, 1, 8))
+    scan = lake.scan("date", (D(2024, 12, 31), D(2025, 1, 6)), ["date", "symbol", "close"])
+    kept = scan.filter(pl.col("symbol").is_in(["A", "C"])).collect().sort("date", "symbol")
+    assert kept.columns == ["date", "symbol", "close"]
+    assert kept.rows() == [
+        (D(2024, 12, 31), "A", 31.1),
+        (D(2024, 12, 31), "C", 31.3),
+        (D(2025, 1, 2), "A", 2.1),
+        (D(2025, 1, 2), "C", 2.3),
+        (D(2025, 1, 3), "A", 3.1),
+        (D(2025, 1, 3), "C", 3.3),
+    ]
+    assert "year" not in lake.scan("date", None, None).collect_schema().names()
+
+
+def test_lake_scan_of_a_missing_table_fails_before_collect(tmp_path):
+    with pytest.raises(NotMaterialised, match=r"--select nothing --partition 2025-01-03\)$"):
+        LakeTable(str(tmp_path / "nothing")).scan("date", (D(2025, 1, 2), D(2025, 1, 4)), None)
+
+
 @pytest.fixture(params=["duckdb", "postgresql"])
 def warehouse(request, tmp_path) -> Warehouse:
     if request.param == "duckdb":
@@ -102,6 +131,25 @@ def test_warehouse_window_replace_and_rerun(warehouse):
     assert window.schema["date"] == pl.Date and window.schema["note"] == pl.String
     narrow = warehouse.read("holdings", "date", D(2025, 1, 6), D(2025, 1, 7), ["close", "symbol"])
     assert narrow.columns == ["close", "symbol"] and narrow.rows() == [(5.0, "A")]
+
+
+def test_warehouse_scan_filters_each_batch_as_the_window_streams_in(warehouse, monkeypatch):
+    monkeypatch.setattr(warehouse_module, "READ_BATCH_ROWS", 2)  # the window in five batches
+    data = _ranked(JAN, ["A", "B", "C"])
+    warehouse.replace_window("holdings", data, "date", D(2025, 1, 2), D(2025, 1, 8))
+    scan = warehouse.scan("holdings", Rows("date", (D(2025, 1, 3), D(2025, 1, 7))))
+    assert scan.collect_schema().names() == ["symbol", "date", "close", "note"]
+    kept = scan.filter(pl.col("symbol") == "B").select("date", "close").collect()
+    assert kept.sort("date").rows() == [(D(2025, 1, 3), 3.2), (D(2025, 1, 6), 6.2)]
+    assert scan.collect().height == 6
+    assert scan.head(3).collect().height == 3
+    narrow = warehouse.scan("holdings", Rows(columns=["close"])).collect()
+    assert narrow.columns == ["close"] and narrow.height == 12
+
+
+def test_warehouse_scan_of_a_missing_table_fails_before_collect(warehouse):
+    with pytest.raises(NotMaterialised, match=r"^nothing has not been materialised yet: "):
+        warehouse.scan("nothing", Rows("date", (D(2025, 1, 2), D(2025, 1, 3))))
 
 
 def test_warehouse_unpartitioned_replaces_the_table(warehouse):

@@ -1,12 +1,15 @@
 """What assets and the IO managers share: the definition metadata an asset tells its IO manager,
-the error for an input that does not exist yet, and the base both IO managers write through."""
+the error for an input that does not exist yet, and the base both IO managers write and read
+through."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import polars as pl
 from dagster import AssetKey, ConfigurableIOManager, Failure, InputContext, OutputContext
@@ -21,6 +24,23 @@ PARTITION_EXPR = "partition_expr"
 COLUMNS = "columns"
 """On an input: load only these columns."""
 
+Window = tuple[dt.date, dt.date]
+"""[start, end) dates."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a read takes of an asset's table: the rows with start <= `column` < end of `window`
+    (every row without a window) and `columns` (every column without)."""
+
+    column: str = "date"
+    window: Window | None = None
+    columns: Sequence[str] | None = None
+
+    @property
+    def selected(self) -> list[str] | None:
+        return list(self.columns) if self.columns else None
+
 
 def partition_column(context: OutputContext | InputContext, default: str = "date") -> str:
     if isinstance(context, OutputContext):
@@ -31,9 +51,24 @@ def partition_column(context: OutputContext | InputContext, default: str = "date
     return str(metadata.get(PARTITION_EXPR, default))
 
 
-def input_columns(context: InputContext) -> list[str] | None:
+def partitions_window(context: OutputContext | InputContext) -> Window | None:
+    """The dates of an output's partitions, or of the upstream partitions an input's partition
+    mapping names; None when unpartitioned."""
+    if not context.has_asset_partitions:
+        return None
+    return window_dates(context.asset_partitions_time_window)
+
+
+def input_rows(context: InputContext) -> Rows:
+    """The rows an input asks for: its partition mapping's window on the upstream's
+    `partition_expr`, and the input's `columns` metadata."""
     columns = (context.definition_metadata or {}).get(COLUMNS)
-    return list(columns) if columns else None
+    return Rows(partition_column(context), partitions_window(context), columns)
+
+
+def lazy_input(context: InputContext) -> bool:
+    """An input annotated `pl.LazyFrame` gets a scan that its asset filters before collecting."""
+    return context.dagster_type.typing_type is pl.LazyFrame
 
 
 class NotMaterialised(Failure):
@@ -50,6 +85,11 @@ class NotMaterialised(Failure):
             description=f"{asset} has not been materialised yet: materialise it first ({command})",
             allow_retries=False,
         )
+
+    @classmethod
+    def reading(cls, asset: str, start: dt.date | None, end: dt.date | None) -> NotMaterialised:
+        """For a read of [start, end): the command names the window's last session."""
+        return cls(asset, last_session(start, end))
 
     def __reduce__(self) -> tuple[type[NotMaterialised], tuple[str, str | None]]:
         return NotMaterialised, (self.asset, self.partition)
@@ -101,43 +141,62 @@ def input_materialised(context: InputContext) -> Iterator[None]:
 
 class TableIOManager(ConfigurableIOManager):
     """What the lake and the warehouse IO managers share: an output is written by `store`,
-    which a multi-asset also calls for a companion output its run did not select."""
+    which a multi-asset also calls for a companion output its run did not select; an input is
+    read by `read`, or `scan` for a `pl.LazyFrame` input, which the upstream reader
+    (`io_managers/reader.py`) calls too."""
+
+    kind: ClassVar[str]
+    """Names the write's timing in the output metadata: `<kind>_write_seconds`."""
+
+    def location(self, key: AssetKey) -> str:
+        """Where the asset's table is, as the logs and the metadata name it."""
+        raise NotImplementedError
 
     def store(
-        self,
-        key: AssetKey,
-        frame: pl.DataFrame,
-        column: str,
-        window: tuple[dt.date, dt.date] | None,
+        self, key: AssetKey, frame: pl.DataFrame, column: str, window: Window | None
     ) -> dict[str, Any]:
-        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
-        unpartitioned); returns the output metadata."""
+        """Replaces the `window` of the asset's table by `frame` (all of it when unpartitioned);
+        returns the output metadata."""
+        raise NotImplementedError
+
+    def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:
+        """Raises NotMaterialised when the asset has no table; a window the table holds no rows
+        of (a trailing window reaching before the first partition) reads empty."""
+        raise NotImplementedError
+
+    def scan(self, key: AssetKey, rows: Rows) -> pl.LazyFrame:
+        """`read` as a LazyFrame: the filters and column choices its asset adds before
+        `collect` apply as the rows stream in, so a filtered read never holds the whole
+        window. NotMaterialised is raised here, not at `collect`."""
         raise NotImplementedError
 
     def write(
-        self,
-        key: AssetKey,
-        frame: pl.DataFrame,
-        column: str,
-        window: tuple[dt.date, dt.date] | None,
+        self, key: AssetKey, frame: pl.DataFrame, column: str, window: Window | None
     ) -> dict[str, Any]:
         """`store`, after refusing a frame that holds an inf or a NaN: no table ever gets one,
         whichever asset computed it (the contracts judge after the write; this is before)."""
         refuse_non_finite(key, frame)
+        started = time.perf_counter()
         with credentials_checked():
-            return self.store(key, frame, column, window)
+            metadata = self.store(key, frame, column, window)
+        return {**metadata, f"{self.kind}_write_seconds": round(time.perf_counter() - started, 3)}
 
     def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
         if obj is None:
             return
-        window = (
-            window_dates(context.asset_partitions_time_window)
-            if context.has_asset_partitions
-            else None
-        )
+        column = partition_column(context)
         context.add_output_metadata(
-            self.write(context.asset_key, obj, partition_column(context), window)
+            self.write(context.asset_key, obj, column, partitions_window(context))
         )
+
+    def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame:
+        rows = input_rows(context)
+        with input_materialised(context):
+            if lazy_input(context):
+                return self.scan(context.asset_key, rows)
+            frame = self.read(context.asset_key, rows)
+        context.log.info(f"loaded {frame.height:,} rows from {self.location(context.asset_key)}")
+        return frame
 
 
 class NonFiniteValues(Failure):

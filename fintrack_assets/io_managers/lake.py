@@ -13,11 +13,11 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 import pyarrow as pa
-from dagster import AssetKey, InputContext, get_dagster_logger
+from dagster import AssetKey, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, WriterProperties, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import Field
@@ -30,15 +30,10 @@ from tenacity import (
 )
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import (
-    NotMaterialised,
-    TableIOManager,
-    input_columns,
-    input_materialised,
-    last_session,
-    partition_column,
-)
-from fintrack_assets.partitions import window_dates
+from fintrack_assets.io_managers.context import NotMaterialised, Rows, TableIOManager, Window
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 YEAR = "year"
 
@@ -214,10 +209,7 @@ class LakeTable:
     ) -> pl.DataFrame:
         """Raises NotMaterialised when there is no table; a window the table holds no rows of
         (a trailing window reaching before the first partition) reads empty."""
-        table = self._table()
-        if table is None:
-            raise NotMaterialised(self.asset, last_session(start, end))
-        dataset = table.to_pyarrow_dataset()
+        dataset = self._dataset(start, end)
         if date_column is None or start is None or end is None:
             result = dataset.to_table(columns=columns)
         else:
@@ -233,6 +225,29 @@ class LakeTable:
         frame = pl.from_arrow(result)
         assert isinstance(frame, pl.DataFrame)
         return frame.drop(YEAR, strict=False)
+
+    def scan(
+        self, date_column: str, window: Window | None, columns: list[str] | None
+    ) -> pl.LazyFrame:
+        """`read_window` as a LazyFrame over the table's current version. Polars hands the
+        filters an asset adds before `collect` to the Parquet scan with the window's, so only
+        the rows that pass are held."""
+        frame = pl.scan_pyarrow_dataset(self._dataset(*(window or (None, None))))
+        if window is not None:
+            start, end = window
+            frame = frame.filter(
+                pl.col(YEAR) >= start.year,
+                pl.col(YEAR) <= end.year,
+                pl.col(date_column) >= start,
+                pl.col(date_column) < end,
+            )
+        return frame.select(columns) if columns else frame.drop(YEAR, strict=False)
+
+    def _dataset(self, start: dt.date | None, end: dt.date | None) -> ds.Dataset:
+        table = self._table()
+        if table is None:
+            raise NotMaterialised.reading(self.asset, start, end)
+        return table.to_pyarrow_dataset()
 
     def _existing(self) -> DeltaTable:
         table = self._table()
@@ -365,6 +380,7 @@ class LakeIOManager(TableIOManager):
     A partitioned asset names its date column with the definition metadata `partition_expr`
     (default `date`); an input may ask for a subset of columns with `columns`."""
 
+    kind: ClassVar[str] = "lake"
     lake_url: str = Field(description="The lake's root: a local folder or s3://bucket/prefix.")
     storage_options: dict[str, str] = Field(
         description="deltalake's object-store options (AWS_ENDPOINT_URL, AWS_REGION, "
@@ -379,41 +395,28 @@ class LakeIOManager(TableIOManager):
             self.table_uri(asset_key_path), self.storage_options, "/".join(asset_key_path)
         )
 
+    def location(self, key: AssetKey) -> str:
+        return self.table_uri(list(key.path))
+
     def store(
-        self,
-        key: AssetKey,
-        frame: pl.DataFrame,
-        column: str,
-        window: tuple[dt.date, dt.date] | None,
+        self, key: AssetKey, frame: pl.DataFrame, column: str, window: Window | None
     ) -> dict[str, Any]:
-        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
-        unpartitioned) in one commit; returns the output metadata."""
+        """The window, or the whole table when unpartitioned, in one commit."""
         table = self.table(list(key.path))
-        started = time.perf_counter()
-        if window is not None:
-            version = table.replace_window(frame, column, *window)
-            shown: dict[str, Any] = {"window": f"[{window[0]}, {window[1]})"}
-        else:
-            version = table.replace_all(frame)
-            shown = {}
+        if window is None:
+            return {"lake_table": table.uri, "delta_version": table.replace_all(frame)}
         return {
             "lake_table": table.uri,
-            "delta_version": version,
-            "lake_write_seconds": round(time.perf_counter() - started, 3),
-            **shown,
+            "delta_version": table.replace_window(frame, column, *window),
+            "window": f"[{window[0]}, {window[1]})",
         }
 
-    def load_input(self, context: InputContext) -> pl.DataFrame:
-        table = self.table(list(context.asset_key.path))
-        columns = input_columns(context)
-        with input_materialised(context):
-            if context.has_asset_partitions:
-                start, end = window_dates(context.asset_partitions_time_window)
-                frame = table.read_window(partition_column(context), start, end, columns)
-            else:
-                frame = table.read_window(columns=columns)
-        context.log.info(f"loaded {frame.height:,} rows from {table.uri}")
-        return frame
+    def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:
+        start, end = rows.window or (None, None)
+        return self.table(list(key.path)).read_window(rows.column, start, end, rows.selected)
+
+    def scan(self, key: AssetKey, rows: Rows) -> pl.LazyFrame:
+        return self.table(list(key.path)).scan(rows.column, rows.window, rows.selected)
 
 
 def _optimize_app_id(zorder_by: Sequence[str], year: int) -> str:

@@ -15,31 +15,26 @@ import os
 import re
 import secrets
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import duckdb
 import polars as pl
 import psycopg
-from dagster import AssetKey, InputContext
+import pyarrow as pa
+from dagster import AssetKey
+from polars.io.plugins import register_io_source
 from psycopg import sql
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import (
-    NotMaterialised,
-    TableIOManager,
-    input_materialised,
-    last_session,
-    partition_column,
-)
-from fintrack_assets.partitions import window_dates
+from fintrack_assets.io_managers.context import NotMaterialised, Rows, TableIOManager, Window
 from fintrack_assets.settings import redact_url
 
 SCHEMA = "fintrack"
@@ -108,6 +103,16 @@ def sql_type(dtype: pl.DataType, backend: str) -> str:
     raise TypeError(f"no warehouse column type for polars {dtype}")
 
 
+READ_BATCH_ROWS = 50_000
+"""Rows a streamed read (PostgreSQL's server-side cursor, a scan) holds at a time."""
+
+
+def _polars(data: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    frame = pl.from_arrow(data)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
 class Warehouse(ABC):
     """One back-end of the warehouse. Windows are [start, end) on a date column."""
 
@@ -121,7 +126,6 @@ class Warehouse(ABC):
     @abstractmethod
     def replace_table(self, table: str, frame: pl.DataFrame) -> None: ...
 
-    @abstractmethod
     def read(
         self,
         table: str,
@@ -130,8 +134,52 @@ class Warehouse(ABC):
         end: dt.date | None = None,
         columns: list[str] | None = None,
     ) -> pl.DataFrame:
+        """The rows with start <= `column` < end (every row without a column), `columns` only
+        (every column without)."""
+        window = None if column is None or start is None or end is None else (start, end)
+        return self.select(table, Rows(column or "date", window, columns))
+
+    def select(self, table: str, rows: Rows) -> pl.DataFrame:
         """Raises NotMaterialised when the table does not exist; a window the table holds
         no rows of (a trailing window reaching before the first partition) reads empty."""
+        with _materialised(table, *(rows.window or (None, None))):
+            return self._fetch(table, rows)
+
+    def scan(self, table: str, rows: Rows) -> pl.LazyFrame:
+        """`select` as a LazyFrame. The window and the columns the plan needs go into the SQL;
+        the plan's other filters apply to each batch as the rows stream in, so memory holds
+        the rows that pass and one batch. The table is checked here, the rows read at
+        `collect`. (Polars calls its IO plugins unstable; the tests run this path.)"""
+        window = rows.window or (None, None)
+        with _materialised(table, *window), closing(self._batches(table, rows)) as batches:
+            schema = next(batches).schema
+
+        def source(
+            with_columns: list[str] | None,
+            predicate: pl.Expr | None,
+            n_rows: int | None,
+            _batch_size: int | None,
+        ) -> Iterator[pl.DataFrame]:
+            wanted = replace(rows, columns=with_columns or rows.columns)
+            left = n_rows
+            with _materialised(table, *window), closing(self._batches(table, wanted)) as batches:
+                for batch in batches:
+                    kept = batch if predicate is None else batch.filter(predicate)
+                    if left is not None:
+                        kept = kept.head(left)
+                        left -= kept.height
+                    yield kept
+                    if left == 0:
+                        return
+
+        return register_io_source(source, schema=schema)
+
+    @abstractmethod
+    def _fetch(self, table: str, rows: Rows) -> pl.DataFrame: ...
+
+    @abstractmethod
+    def _batches(self, table: str, rows: Rows) -> Iterator[pl.DataFrame]:
+        """The rows in batches, the first one empty: the result's schema."""
 
     @abstractmethod
     def count(self, table: str) -> int: ...
@@ -153,7 +201,7 @@ def _materialised(
     try:
         yield
     except (duckdb.CatalogException, psycopg.errors.UndefinedTable):
-        raise NotMaterialised(table, last_session(start, end)) from None
+        raise NotMaterialised.reading(table, start, end) from None
 
 
 LOCK_WAIT_SECONDS = 300.0
@@ -247,36 +295,32 @@ class DuckDBWarehouse(Warehouse):
                 con.execute("ROLLBACK")
                 raise
 
-    def read(
-        self,
-        table: str,
-        column: str | None = None,
-        start: dt.date | None = None,
-        end: dt.date | None = None,
-        columns: list[str] | None = None,
-    ) -> pl.DataFrame:
-        name = f"{_q(SCHEMA)}.{_q(table)}"
-        selected = ", ".join(_q(c) for c in columns) if columns else "*"
-        with self._connect() as con, _materialised(table, start, end):
-            if column is None:
-                relation = con.sql(f"SELECT {selected} FROM {name}")
-            else:
-                relation = con.sql(
-                    f"SELECT {selected} FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
-                    params=[start, end],
-                )
-            frame = pl.from_arrow(relation.to_arrow_table())
-        assert isinstance(frame, pl.DataFrame)
-        return frame
+    def _query(self, table: str, rows: Rows) -> tuple[str, list[dt.date]]:
+        selected = ", ".join(_q(c) for c in rows.columns) if rows.columns else "*"
+        query = f"SELECT {selected} FROM {_q(SCHEMA)}.{_q(table)}"
+        if rows.window is None:
+            return query, []
+        column = _q(rows.column)
+        return f"{query} WHERE {column} >= ? AND {column} < ?", list(rows.window)
+
+    def _fetch(self, table: str, rows: Rows) -> pl.DataFrame:
+        query, params = self._query(table, rows)
+        with self._connect() as con:
+            return _polars(con.sql(query, params=params).to_arrow_table())
+
+    def _batches(self, table: str, rows: Rows) -> Iterator[pl.DataFrame]:
+        query, params = self._query(table, rows)
+        with self._connect() as con:
+            reader = con.sql(query, params=params).to_arrow_reader(READ_BATCH_ROWS)
+            yield _polars(reader.schema.empty_table())
+            for batch in reader:
+                yield _polars(batch)
 
     def count(self, table: str) -> int:
         with self._connect() as con, _materialised(table):
             row = con.execute(f"SELECT count(*) FROM {_q(SCHEMA)}.{_q(table)}").fetchone()
         assert row is not None
         return int(row[0])
-
-
-READ_BATCH_ROWS = 50_000
 
 
 class PostgresWarehouse(Warehouse):
@@ -415,16 +459,15 @@ class PostgresWarehouse(Warehouse):
                 self._drop_dead_loads(lease)
                 for day, load in loads.items():
                     lease.execute(
-                        sql.SQL(
+                        self._day_sql(
                             "CREATE TABLE {load} (LIKE {parent});"
                             "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
-                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})"
-                        ).format(
-                            load=self._table(load, PARTITION_SCHEMA),
-                            parent=self._table(table),
+                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})",
+                            table,
+                            load,
+                            day,
                             col=sql.Identifier(column),
                             check=sql.Identifier(f"{load}_day"),
-                            **_day_bounds(day),
                         )
                     )
                 self._copy_parallel(frame, column, loads)
@@ -442,22 +485,33 @@ class PostgresWarehouse(Warehouse):
                     for day, load in loads.items():
                         name = partition_name(table, day)
                         con.execute(
-                            sql.SQL(
+                            self._day_sql(
                                 "ALTER TABLE {load} RENAME TO {name};"
                                 "ALTER TABLE {parent} ATTACH PARTITION {partition} "
-                                "FOR VALUES FROM ({lo}) TO ({hi})"
-                            ).format(
-                                load=self._table(load, PARTITION_SCHEMA),
+                                "FOR VALUES FROM ({lo}) TO ({hi})",
+                                table,
+                                load,
+                                day,
                                 name=sql.Identifier(name),
-                                parent=self._table(table),
                                 partition=self._table(name, PARTITION_SCHEMA),
-                                **_day_bounds(day),
                             )
                         )
                 loads.clear()  # committed: they are partitions now
         finally:
             if loads:
                 self._drop_quietly(loads.values())
+
+    def _day_sql(
+        self, statement: str, table: str, load: str, day: dt.date, **names: sql.Composable
+    ) -> sql.Composed:
+        """`statement` on the day's load table: {parent} is `table`, {load} the load table,
+        {lo} and {hi} the day's bounds, the rest `names`."""
+        return sql.SQL(statement).format(
+            parent=self._table(table),
+            load=self._table(load, PARTITION_SCHEMA),
+            **_day_bounds(day),
+            **names,
+        )
 
     def _copy_parallel(self, frame: pl.DataFrame, column: str, loads: dict[dt.date, str]) -> None:
         """COPYs each day's rows into its load table, in slices spread over the writers."""
@@ -546,39 +600,29 @@ class PostgresWarehouse(Warehouse):
             self._prepare(con, table, frame)
             self._copy(con, self._table(table), frame)
 
-    def read(
-        self,
-        table: str,
-        column: str | None = None,
-        start: dt.date | None = None,
-        end: dt.date | None = None,
-        columns: list[str] | None = None,
-    ) -> pl.DataFrame:
+    def _fetch(self, table: str, rows: Rows) -> pl.DataFrame:
+        return pl.concat(self._batches(table, rows), rechunk=True)
+
+    def _batches(self, table: str, rows: Rows) -> Iterator[pl.DataFrame]:
         selected = (
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns) if columns else sql.SQL("*")
+            sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns)
+            if rows.columns
+            else sql.SQL("*")
         )
         query = sql.SQL("SELECT {} FROM {}").format(selected, self._table(table))
-        params: tuple[Any, ...] = ()
-        if column is not None:
-            query = sql.SQL("{} WHERE {} >= %s AND {} < %s").format(
-                query, sql.Identifier(column), sql.Identifier(column)
-            )
-            params = (start, end)
+        if rows.window is not None:
+            column = sql.Identifier(rows.column)
+            query = sql.SQL("{} WHERE {} >= %s AND {} < %s").format(query, column, column)
         # A server-side cursor read in batches: a million rows as Python tuples at once would
         # cost ~1 GB, on top of libpq holding the whole result.
-        with (
-            _materialised(table, start, end),
-            self._connect() as con,
-            con.cursor(name="fintrack_read") as cur,
-        ):
-            cur.execute(query, params)
+        with self._connect() as con, con.cursor(name="fintrack_read") as cur:
+            cur.execute(query, rows.window or ())
             schema = {
                 d.name: _PG_TYPES.get(d.type_code, pl.String()) for d in cur.description or []
             }
-            frames = [pl.DataFrame(schema=schema)]
-            while rows := cur.fetchmany(READ_BATCH_ROWS):
-                frames.append(pl.DataFrame(rows, schema=schema, orient="row"))
-        return pl.concat(frames, rechunk=True)
+            yield pl.DataFrame(schema=schema)
+            while batch := cur.fetchmany(READ_BATCH_ROWS):
+                yield pl.DataFrame(batch, schema=schema, orient="row")
 
     def count(self, table: str) -> int:
         with _materialised(table), self._connect() as con:
@@ -603,6 +647,7 @@ class WarehouseIOManager(TableIOManager):
     Partitioned assets name their date column with the definition metadata `partition_expr`
     (default `date`)."""
 
+    kind: ClassVar[str] = "warehouse"
     url: str = Field(
         repr=False,
         description="duckdb:///path/file.duckdb or postgresql://user:pass@host:port/db "
@@ -613,26 +658,23 @@ class WarehouseIOManager(TableIOManager):
     def warehouse(self) -> Warehouse:
         return warehouse_for(self.url)
 
+    def location(self, key: AssetKey) -> str:
+        return f"{SCHEMA}.{_table_name(key)}"
+
     def store(
-        self,
-        key: AssetKey,
-        frame: pl.DataFrame,
-        column: str,
-        window: tuple[dt.date, dt.date] | None,
+        self, key: AssetKey, frame: pl.DataFrame, column: str, window: Window | None
     ) -> dict[str, Any]:
-        """Replaces the [start, end) `window` of the asset's table by `frame` (all of it when
-        unpartitioned); returns the output metadata."""
-        table = "__".join(key.path)
-        started = time.perf_counter()
-        if window is not None:
-            self.warehouse.replace_window(table, frame, column, *window)
+        if window is None:
+            self.warehouse.replace_table(_table_name(key), frame)
         else:
-            self.warehouse.replace_table(table, frame)
-        return {
-            "warehouse_table": f"{SCHEMA}.{table}",
-            "warehouse": redact_url(self.url),
-            "warehouse_write_seconds": round(time.perf_counter() - started, 3),
-        }
+            self.warehouse.replace_window(_table_name(key), frame, column, *window)
+        return {"warehouse_table": self.location(key), "warehouse": redact_url(self.url)}
+
+    def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:
+        return self.warehouse.select(_table_name(key), rows)
+
+    def scan(self, key: AssetKey, rows: Rows) -> pl.LazyFrame:
+        return self.warehouse.scan(_table_name(key), rows)
 
     def previous(self, table: str) -> pl.DataFrame | None:
         """The table as last written, or None before its first write (for self-caching)."""
@@ -641,10 +683,6 @@ class WarehouseIOManager(TableIOManager):
         except NotMaterialised:
             return None
 
-    def load_input(self, context: InputContext) -> pl.DataFrame:
-        table = "__".join(context.asset_key.path)
-        with input_materialised(context):
-            if context.has_asset_partitions:
-                start, end = window_dates(context.asset_partitions_time_window)
-                return self.warehouse.read(table, partition_column(context), start, end)
-            return self.warehouse.read(table)
+
+def _table_name(key: AssetKey) -> str:
+    return "__".join(key.path)

@@ -12,6 +12,7 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetOut,
     BackfillPolicy,
     Config,
@@ -27,9 +28,9 @@ from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
 from fintrack_assets.core.progress import Meter
-from fintrack_assets.io_managers.context import NotMaterialised
+from fintrack_assets.io_managers.context import NotMaterialised, Rows
 from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
@@ -55,6 +56,7 @@ FINGERPRINT = "landing_fingerprint"
 the files it read (landing_fingerprint)."""
 HISTORY_COLUMNS = ["account_id", "ts", "amount", "merchant"]
 """What the features look back on."""
+PAYMENTS_KEY = AssetKey(PAYMENTS)
 
 
 def _days(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -263,13 +265,14 @@ def fraud_predictions(
     payment_transactions: pl.DataFrame,
     payment_transaction_rejects: pl.DataFrame,
     fraud_scorer: FraudScorer,
-    warehouse: ResourceParam[WarehouseIOManager],
+    upstream_reader: UpstreamReader,
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     """Features from each account's earlier transactions only, then the configured scorer;
     batches that fail after their retries are listed, and the rest of the run completes."""
     started = time.perf_counter()
     start, _ = window_dates(context.partition_time_window)
-    history = _history(warehouse, start - dt.timedelta(days=config.history_days), start)
+    look_back = (start - dt.timedelta(days=config.history_days), start)
+    history = _history(context, upstream_reader, look_back)
     history_read = time.perf_counter()
     features = payment_features(payment_transactions, history, config.history_days)
     featured = time.perf_counter()
@@ -368,10 +371,14 @@ def _daily_fraud(predictions: pl.DataFrame) -> dict[str, dict[str, object]]:
     }
 
 
-def _history(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Stored transactions of [start, end): what the run's first day looks back on. Later days
-    of a range also look back on the range's own earlier days, passed with them."""
+def _history(
+    context: AssetExecutionContext, reader: UpstreamReader, window: tuple[dt.date, dt.date]
+) -> pl.DataFrame:
+    """Stored transactions of the [start, end) `window`: what the run's first day looks back
+    on. Later days of a range also look back on the range's own earlier days, passed with
+    them. The look-back is the run's config, so the upstream reader reads it, not a partition
+    mapping."""
     try:
-        return warehouse.warehouse.read(PAYMENTS, "date", start, end, HISTORY_COLUMNS)
+        return reader.read(context, PAYMENTS_KEY, Rows(window=window, columns=HISTORY_COLUMNS))
     except NotMaterialised:
         return pl.DataFrame(schema={c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS})

@@ -11,11 +11,13 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     BackfillPolicy,
     Config,
     MetadataValue,
     Output,
     ResourceParam,
+    TimeWindowPartitionMapping,
     asset,
     multi_asset,
 )
@@ -38,8 +40,9 @@ from fintrack_assets.core.trades import (
     reject_counts,
     validate_trades,
 )
+from fintrack_assets.io_managers.context import Rows
 from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
@@ -58,12 +61,8 @@ from fintrack_assets.schemas import HoldingsMonthly, PortfolioTrade
 from fintrack_assets.subsets import companion, companion_outs, is_selected
 
 TRADES = "portfolio_trades"
+BRONZE = AssetKey("bronze_ohlcv")
 PRICE_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
-
-
-def _prices(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """Bronze closes and corporate actions for [start, end), read once per run."""
-    return lake.table(["bronze_ohlcv"]).read_window("date", start, end, PRICE_COLUMNS)
 
 
 class TradesConfig(Config):
@@ -94,10 +93,12 @@ def portfolio_trades(
     config: TradesConfig,
     symbol_universe: pl.DataFrame,
     lake: ResourceParam[LakeIOManager],
+    upstream_reader: UpstreamReader,
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     """Reads every landing file each run (the history is small and a re-run must give the
     same table), validates, then replays the valid trades with bronze's splits to refuse any
-    sell beyond the shares held."""
+    sell beyond the shares held: bronze from the first trade to the last, through the
+    upstream reader (the trades, not the partitions, state that window)."""
     started = time.perf_counter()
     zone = LandingZone(lake.lake_url, lake.storage_options)
     files = zone.list_files(TRADES)
@@ -112,7 +113,8 @@ def portfolio_trades(
     if not valid.is_empty():
         first, last = valid["date"].min(), valid["date"].max()
         assert isinstance(first, dt.date) and isinstance(last, dt.date)
-        _, _, oversold = replay(valid, _prices(lake, first, last + dt.timedelta(days=1)))
+        traded = Rows(window=(first, last + dt.timedelta(days=1)), columns=PRICE_COLUMNS)
+        _, _, oversold = replay(valid, upstream_reader.read(context, BRONZE, traded))
         if not oversold.is_empty():
             refused = valid.filter(pl.col("trade_id").is_in(oversold["trade_id"].implode()))
             valid = valid.filter(~pl.col("trade_id").is_in(oversold["trade_id"].implode()))
@@ -163,6 +165,12 @@ def portfolio_trades(
     yield contract_check(PortfolioTrade, valid, TRADES)
 
 
+_MONTH_AND_OPENING = TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
+"""holdings_daily for holdings_monthly: the sessions whose partitions overlap the months. A
+session's partition lasts until the next session's close, so the last session before a month
+overlaps it too and brings the opening value (none before the first partition)."""
+
+
 class HoldingsConfig(Config):
     method: CostMethod = Field(
         default="average",
@@ -179,7 +187,7 @@ class HoldingsConfig(Config):
     pool=WAREHOUSE_POOL,
     kinds={"polars"},
     group_name="portfolio",
-    deps=["bronze_ohlcv"],
+    deps=[BRONZE],
     ins={TRADES: AssetIn()},
     description="One row per (date, portfolio, symbol) plus CASH: quantity, average cost, "
     "value at the day's close, realised and unrealised P&L, dividends, weight.",
@@ -199,13 +207,17 @@ def holdings_daily(
     context: AssetExecutionContext,
     config: HoldingsConfig,
     portfolio_trades: pl.DataFrame,
-    lake: ResourceParam[LakeIOManager],
+    upstream_reader: UpstreamReader,
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+    """Replays every trade from the first: bronze's prices are read from the first trade's
+    session (or the run's first, if earlier) through the upstream reader, a window no
+    partition mapping states."""
     start, end = window_dates(context.partition_time_window)
     started = time.perf_counter()
     first = portfolio_trades["date"].min() if not portfolio_trades.is_empty() else start
     assert isinstance(first, dt.date)
-    prices = _prices(lake, min(first, start), end)
+    replayed = Rows(window=(min(first, start), end), columns=PRICE_COLUMNS)
+    prices = upstream_reader.read(context, BRONZE, replayed)
     result = holdings(portfolio_trades, prices, start, end, config.method)
     seconds = time.perf_counter() - started
     daily = result.daily
@@ -310,26 +322,21 @@ def _reconciliation(
     pool=WAREHOUSE_POOL,
     kinds={"polars"},
     group_name="portfolio",
-    deps=["holdings_daily"],
-    ins={TRADES: AssetIn()},
+    ins={"holdings_daily": AssetIn(partition_mapping=_MONTH_AND_OPENING), TRADES: AssetIn()},
     metadata={"partition_expr": "month"},
     description="Month-end snapshot with the month's realised P&L, dividends, fees, net "
     "external flows and time-weighted return.",
     check_specs=[contract_spec(HoldingsMonthly, "holdings_monthly")],
 )
 def holdings_monthly(
-    context: AssetExecutionContext,
-    portfolio_trades: pl.DataFrame,
-    warehouse: ResourceParam[WarehouseIOManager],
+    context: AssetExecutionContext, holdings_daily: pl.DataFrame, portfolio_trades: pl.DataFrame
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
     start, end = window_dates(context.partition_time_window)
-    # The last session before the first month carries the opening value.
-    daily = warehouse.warehouse.read("holdings_daily", "date", start - dt.timedelta(days=10), end)
     flows = external_flows(portfolio_trades)
     month = start
     frames = []
     while month < end:
-        frames.append(monthly(daily, flows, month))
+        frames.append(monthly(holdings_daily, flows, month))
         month = next_month(month)
     result = pl.concat(frames)
     add_partition_metadata(context, "holdings_monthly", result, "month")

@@ -15,35 +15,27 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetIn,
+    AssetKey,
     AssetObservation,
     BackfillPolicy,
     Config,
     MetadataValue,
     Output,
-    ResourceParam,
     TimeWindowPartitionMapping,
     asset,
 )
 from pydantic import Field
 
 from fintrack_assets.automation import follows_upstream_once
+from fintrack_assets.core import risk as risk_core
 from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
 from fintrack_assets.core.holdings import external_flows
-from fintrack_assets.core.risk import (
-    BENCHMARK,
-    CORRELATION_WINDOW,
-    TAIL_WINDOW,
-    holding_correlations,
-    portfolio_returns,
-    portfolio_risk,
-    sector_exposure,
-    symbol_returns,
-)
+from fintrack_assets.core.risk import BENCHMARK, CORRELATION_WINDOW, TAIL_WINDOW, symbol_returns
 from fintrack_assets.core.stress import HISTORICAL_SCENARIOS, stress_tests
-from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.io_managers.warehouse import WarehouseIOManager
+from fintrack_assets.io_managers.context import COLUMNS, Rows
+from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
@@ -61,15 +53,31 @@ from fintrack_assets.schemas import (
     StressTest,
 )
 
+BRONZE = AssetKey("bronze_ohlcv")
 BAR_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
 HISTORY_SESSIONS = TAIL_WINDOW + 1
 """Sessions before a run's first one that its trailing windows reach (one more for the first
 return)."""
 GROUP = "risk"
 KINDS = {"polars"}
-_TRAILING = TimeWindowPartitionMapping(
-    start_offset=-HISTORY_SESSIONS, allow_nonexistent_upstream_partitions=True
-)
+
+
+def _trailing(sessions: int) -> TimeWindowPartitionMapping:
+    """The run's sessions and the `sessions` before its first; before the first partition
+    there are none to read, and the window starts later."""
+    return TimeWindowPartitionMapping(
+        start_offset=-sessions, allow_nonexistent_upstream_partitions=True
+    )
+
+
+def _bars(sessions: int) -> AssetIn:
+    """bronze_ohlcv for symbol returns from `sessions` sessions before the run's first: one
+    session more, whose close the first return starts from. The asset takes it as a
+    `pl.LazyFrame` and reads the symbols it needs alone."""
+    return AssetIn(partition_mapping=_trailing(sessions + 1), metadata={COLUMNS: BAR_COLUMNS})
+
+
+_HISTORY = _trailing(HISTORY_SESSIONS)
 _POLICY = BackfillPolicy.single_run()
 AFTER_HOLDINGS = follows_upstream_once("holdings_daily")
 _RISK_ASSET: dict[str, Any] = {
@@ -92,21 +100,9 @@ def _sessions_before(day: dt.date, sessions: int) -> dt.date:
     return calendar[max(first - sessions, 0)].astype(dt.date)
 
 
-def _returns_of(
-    lake: LakeIOManager, start: dt.date, end: dt.date, symbols: list[str] | None = None
-) -> pl.DataFrame:
-    """symbol_returns over [start, end) from bronze, read once (one extra session before start
-    for the first return)."""
-    bars = lake.table(["bronze_ohlcv"]).read_window(
-        "date", _sessions_before(start, 1), end, BAR_COLUMNS
-    )
-    if symbols is not None:
-        bars = bars.filter(pl.col("symbol").is_in(symbols))
-    return symbol_returns(bars).filter(pl.col("date") >= start)
-
-
-def _holdings(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
-    return warehouse.warehouse.read("holdings_daily", "date", start, end)
+def _returns(bars: pl.LazyFrame, symbols: list[str]) -> pl.DataFrame:
+    """symbol_returns of `symbols`, their bars alone read."""
+    return symbol_returns(bars.filter(pl.col("symbol").is_in(symbols)).collect())
 
 
 class RiskConfig(Config):
@@ -118,27 +114,27 @@ class RiskConfig(Config):
 
 
 @asset(
-    name="portfolio_returns",
     **_RISK_ASSET,
     check_specs=[contract_spec(PortfolioReturn, "portfolio_returns")],
-    deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
-    ins={"portfolio_trades": AssetIn()},
+    ins={
+        "holdings_daily": AssetIn(partition_mapping=_trailing(1)),
+        "bronze_ohlcv": _bars(1),
+        "portfolio_trades": AssetIn(),
+    },
     description="Per (date, portfolio_id): market value, net external flow, the day's "
     "time-weighted return with flows excluded, and SPY's return the same day.",
 )
-def portfolio_returns_daily(
+def portfolio_returns(
     context: AssetExecutionContext,
+    holdings_daily: pl.DataFrame,
+    bronze_ohlcv: pl.LazyFrame,
     portfolio_trades: pl.DataFrame,
-    lake: ResourceParam[LakeIOManager],
-    warehouse: ResourceParam[WarehouseIOManager],
 ) -> Result:
-    start, end = window_dates(context.partition_time_window)
-    before = _sessions_before(start, 1)
-    holdings = _holdings(warehouse, before, end)
-    spy = _returns_of(lake, before, end, [BENCHMARK])
-    result = portfolio_returns(holdings, external_flows(portfolio_trades), spy).filter(
-        pl.col("date") >= start
-    )
+    """Holdings from the session before the run's first: its value starts the first return."""
+    start, _ = window_dates(context.partition_time_window)
+    spy = _returns(bronze_ohlcv, [BENCHMARK])
+    flows = external_flows(portfolio_trades)
+    result = risk_core.portfolio_returns(holdings_daily, flows, spy).filter(pl.col("date") >= start)
     if spy.is_empty():
         context.log.warning(f"no {BENCHMARK} bars in bronze: benchmark returns are null")
     add_partition_metadata(context, "portfolio_returns", result, "date")
@@ -146,42 +142,32 @@ def portfolio_returns_daily(
     yield contract_check(PortfolioReturn, result, "portfolio_returns")
 
 
-def _stored_returns(warehouse: WarehouseIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
-    """portfolio_returns of [HISTORY_SESSIONS before start, end): the windows' history."""
-    return warehouse.warehouse.read(
-        "portfolio_returns", "date", _sessions_before(start, HISTORY_SESSIONS), end
-    )
-
-
 @asset(
-    name="portfolio_risk",
     **_RISK_ASSET,
     check_specs=[contract_spec(PortfolioRisk, "portfolio_risk")],
-    deps=[
-        AssetDep("portfolio_returns", partition_mapping=_TRAILING),
-        AssetDep("holdings_daily"),
-        AssetDep("bronze_ohlcv"),
-    ],
+    ins={
+        "portfolio_returns": AssetIn(partition_mapping=_HISTORY),
+        "holdings_daily": AssetIn(),
+        "bronze_ohlcv": _bars(CORRELATION_WINDOW),
+    },
     description="Per (date, portfolio_id), over trailing windows of sessions ending at D: "
     "volatility (21/63/252), beta and alpha (90) against SPY, Sharpe, Sortino, max drawdown, "
     "VaR and CVaR (95/99, as returns and dollars), diversification ratio (63).",
 )
-def portfolio_risk_daily(
+def portfolio_risk(
     context: AssetExecutionContext,
     config: RiskConfig,
-    lake: ResourceParam[LakeIOManager],
-    warehouse: ResourceParam[WarehouseIOManager],
+    portfolio_returns: pl.DataFrame,
+    holdings_daily: pl.DataFrame,
+    bronze_ohlcv: pl.LazyFrame,
 ) -> Result:
     started = time.perf_counter()
-    start, end = window_dates(context.partition_time_window)
-    returns = _stored_returns(warehouse, start, end)
-    holdings = _holdings(warehouse, start, end)
-    held = holdings["symbol"].unique().to_list()
-    prices = _returns_of(lake, _sessions_before(start, CORRELATION_WINDOW), end, held)
-    result = portfolio_risk(
-        returns,
+    start, _ = window_dates(context.partition_time_window)
+    prices = _returns(bronze_ohlcv, holdings_daily["symbol"].unique().to_list())
+    result = risk_core.portfolio_risk(
+        portfolio_returns,
         rf=config.risk_free_rate / 252,
-        holdings_daily=holdings,
+        holdings_daily=holdings_daily,
         symbol_returns=prices,
         since=start,
     )
@@ -206,7 +192,7 @@ def portfolio_risk_daily(
         yield AssetObservation(
             asset_key="portfolio_risk",
             partition=context.partition_keys[-1],
-            description=_chart(returns, last),
+            description=_chart(portfolio_returns, last),
             metadata={"chart": MetadataValue.text(CHART_TITLE)},
         )
 
@@ -327,30 +313,24 @@ def _chart(returns: pl.DataFrame, last: pl.DataFrame) -> str:
 @asset(
     **_RISK_ASSET,
     check_specs=[contract_spec(FactorExposure, "portfolio_factor_exposures")],
-    deps=[
-        AssetDep("portfolio_returns", partition_mapping=_TRAILING),
-        AssetDep("holdings_daily"),
-        AssetDep("bronze_ohlcv"),
-    ],
+    # Not read: the upstream its automation condition follows, as every risk asset's.
+    deps=[AssetDep("holdings_daily")],
+    ins={
+        "portfolio_returns": AssetIn(partition_mapping=_HISTORY),
+        "bronze_ohlcv": _bars(HISTORY_SESSIONS),
+    },
     description="Per (date, portfolio_id, factor) over 252 sessions: univariate beta to the "
     "market (SPY), rates (TLT) and each sector ETF, the ridge multi-factor coefficient and "
     "the fit's R².",
 )
 def portfolio_factor_exposures(
-    context: AssetExecutionContext,
-    lake: ResourceParam[LakeIOManager],
-    warehouse: ResourceParam[WarehouseIOManager],
+    context: AssetExecutionContext, portfolio_returns: pl.DataFrame, bronze_ohlcv: pl.LazyFrame
 ) -> Result:
-    start, end = window_dates(context.partition_time_window)
-    returns = _stored_returns(warehouse, start, end)
-    factors = factor_returns(
-        _returns_of(
-            lake, _sessions_before(start, HISTORY_SESSIONS), end, list(FACTOR_SYMBOLS.values())
-        )
-    )
+    start, _ = window_dates(context.partition_time_window)
+    factors = factor_returns(_returns(bronze_ohlcv, list(FACTOR_SYMBOLS.values())))
     if factors.is_empty():
         context.log.warning("no factor ETF (SPY, TLT, sector SPDRs) in bronze: no exposures")
-    result = factor_exposures(returns, factors, since=start)
+    result = factor_exposures(portfolio_returns, factors, since=start)
     add_partition_metadata(
         context,
         "portfolio_factor_exposures",
@@ -363,44 +343,34 @@ def portfolio_factor_exposures(
 
 
 @asset(
-    name="sector_exposure",
     **_RISK_ASSET,
     check_specs=[contract_spec(SectorExposure, "sector_exposure")],
-    deps=[AssetDep("holdings_daily")],
-    ins={"symbol_universe": AssetIn()},
+    ins={"holdings_daily": AssetIn(), "symbol_universe": AssetIn()},
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
     "symbol_universe (CASH is Cash, a symbol without one Unknown).",
 )
-def sector_exposure_daily(
-    context: AssetExecutionContext,
-    symbol_universe: pl.DataFrame,
-    warehouse: ResourceParam[WarehouseIOManager],
+def sector_exposure(
+    context: AssetExecutionContext, holdings_daily: pl.DataFrame, symbol_universe: pl.DataFrame
 ) -> Result:
-    start, end = window_dates(context.partition_time_window)
-    result = sector_exposure(_holdings(warehouse, start, end), symbol_universe)
+    result = risk_core.sector_exposure(holdings_daily, symbol_universe)
     add_partition_metadata(context, "sector_exposure", result, "date")
     yield Output(result)
     yield contract_check(SectorExposure, result, "sector_exposure")
 
 
 @asset(
-    name="holding_correlations",
     **_RISK_ASSET,
     check_specs=[contract_spec(HoldingCorrelation, "holding_correlations")],
-    deps=[AssetDep("holdings_daily"), AssetDep("bronze_ohlcv")],
+    ins={"holdings_daily": AssetIn(), "bronze_ohlcv": _bars(CORRELATION_WINDOW)},
     description="Per (date, portfolio_id, symbol_a, symbol_b): the 63-session correlation of "
     "the two holdings' daily returns, long format.",
 )
-def holding_correlations_daily(
-    context: AssetExecutionContext,
-    lake: ResourceParam[LakeIOManager],
-    warehouse: ResourceParam[WarehouseIOManager],
+def holding_correlations(
+    context: AssetExecutionContext, holdings_daily: pl.DataFrame, bronze_ohlcv: pl.LazyFrame
 ) -> Result:
-    start, end = window_dates(context.partition_time_window)
-    holdings = _holdings(warehouse, start, end)
-    held = holdings["symbol"].unique().to_list()
-    prices = _returns_of(lake, _sessions_before(start, CORRELATION_WINDOW), end, held)
-    result = holding_correlations(holdings, prices, since=start)
+    start, _ = window_dates(context.partition_time_window)
+    prices = _returns(bronze_ohlcv, holdings_daily["symbol"].unique().to_list())
+    result = risk_core.holding_correlations(holdings_daily, prices, since=start)
     add_partition_metadata(context, "holding_correlations", result, "date")
     yield Output(result)
     yield contract_check(HoldingCorrelation, result, "holding_correlations")
@@ -409,36 +379,41 @@ def holding_correlations_daily(
 @asset(
     **_RISK_ASSET,
     check_specs=[contract_spec(StressTest, "portfolio_stress_tests")],
-    deps=[
-        AssetDep("portfolio_factor_exposures"),
-        AssetDep("sector_exposure"),
-        AssetDep("portfolio_returns"),
-        AssetDep("holdings_daily"),
-        AssetDep("bronze_ohlcv"),
-    ],
+    deps=[AssetDep(BRONZE)],
+    ins={
+        "portfolio_factor_exposures": AssetIn(),
+        "sector_exposure": AssetIn(),
+        "portfolio_returns": AssetIn(),
+        "holdings_daily": AssetIn(),
+    },
     description="Per (date, portfolio_id, scenario): P&L in dollars and percent for equity "
     "-10/-20/-30 % through the market beta, rates +100 bp through the rates beta, each held "
     "sector -15 %, and the 2020 crash and 2022 rates replays when bronze covers them.",
 )
 def portfolio_stress_tests(
     context: AssetExecutionContext,
-    lake: ResourceParam[LakeIOManager],
-    warehouse: ResourceParam[WarehouseIOManager],
+    portfolio_factor_exposures: pl.DataFrame,
+    sector_exposure: pl.DataFrame,
+    portfolio_returns: pl.DataFrame,
+    holdings_daily: pl.DataFrame,
+    upstream_reader: UpstreamReader,
 ) -> Result:
-    start, end = window_dates(context.partition_time_window)
-    read = warehouse.warehouse.read
-    exposures = read("portfolio_factor_exposures", "date", start, end)
-    sectors = read("sector_exposure", "date", start, end)
-    values = read("portfolio_returns", "date", start, end)
-    holdings = _holdings(warehouse, start, end)
-    replayed = [*holdings["symbol"].unique().to_list(), BENCHMARK]
+    """The replays read bronze over the scenarios' own periods, whatever the run's sessions:
+    through the upstream reader, not an input."""
+    replayed = [*holdings_daily["symbol"].unique().to_list(), BENCHMARK]
     history = pl.concat(
         [
-            _returns_of(lake, first, last + dt.timedelta(days=1), replayed)
+            _replay(context, upstream_reader, first, last, replayed)
             for first, last in HISTORICAL_SCENARIOS.values()
         ]
     )
-    result = stress_tests(exposures, values, sectors, history=history, holdings=holdings)
+    result = stress_tests(
+        portfolio_factor_exposures,
+        portfolio_returns,
+        sector_exposure,
+        history=history,
+        holdings=holdings_daily,
+    )
     add_partition_metadata(
         context,
         "portfolio_stress_tests",
@@ -453,12 +428,26 @@ def portfolio_stress_tests(
     yield contract_check(StressTest, result, "portfolio_stress_tests")
 
 
+def _replay(
+    context: AssetExecutionContext,
+    reader: UpstreamReader,
+    first: dt.date,
+    last: dt.date,
+    symbols: list[str],
+) -> pl.DataFrame:
+    """symbol_returns of `symbols` over a scenario's [first, last], from bronze read from the
+    session before `first`, whose close the first return starts from."""
+    window = (_sessions_before(first, 1), last + dt.timedelta(days=1))
+    bars = reader.scan(context, BRONZE, Rows(window=window, columns=BAR_COLUMNS))
+    return _returns(bars, symbols).filter(pl.col("date") >= first)
+
+
 RISK_ASSETS = [
-    portfolio_returns_daily,
-    portfolio_risk_daily,
+    portfolio_returns,
+    portfolio_risk,
     portfolio_factor_exposures,
-    sector_exposure_daily,
-    holding_correlations_daily,
+    sector_exposure,
+    holding_correlations,
     portfolio_stress_tests,
 ]
 RISK_ASSET_KEYS = tuple(key.to_user_string() for a in RISK_ASSETS for key in a.keys)

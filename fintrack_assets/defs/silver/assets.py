@@ -32,8 +32,9 @@ from fintrack_assets.core.silver import (
     misaligned_bars,
     nesting_mismatches,
 )
-from fintrack_assets.io_managers.context import PARTITION_EXPR
+from fintrack_assets.io_managers.context import PARTITION_EXPR, Rows
 from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import add_partition_metadata, markdown_table
 from fintrack_assets.partitions import trading_days, window_dates
 from fintrack_assets.schemas import SilverOHLCV, contract_failures
@@ -122,8 +123,13 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
         description="Resamples bronze into every selected Fibonacci interval in one pass.",
     )
     def silver_ohlcv(
-        context: AssetExecutionContext, lake: ResourceParam[LakeIOManager]
+        context: AssetExecutionContext,
+        lake: ResourceParam[LakeIOManager],
+        upstream_reader: UpstreamReader,
     ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+        """Bronze is read through the upstream reader: its window reaches back to the first
+        selected interval's bucket start, which depends on the selection. The nesting checks
+        read the intervals' own tables (siblings in this asset, not upstreams)."""
         start, end = window_dates(context.partition_time_window)
         chosen = {key.to_user_string() for key in context.selected_asset_keys}
         selected = [n for n in intervals if silver_key(n) in chosen]
@@ -133,7 +139,8 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
         if selected:
             first, last = bronze_window(selected, start, end)
             started = time.perf_counter()
-            bronze = lake.table([BRONZE]).read_window("date", first, last, BRONZE_COLUMNS)
+            window = Rows(window=(first, last), columns=BRONZE_COLUMNS)
+            bronze = upstream_reader.read(context, AssetKey(BRONZE), window)
             read_seconds = time.perf_counter() - started
             context.log.info(
                 f"read {bronze.height:,} bronze rows [{first}, {last}) in {read_seconds:.2f} s "
