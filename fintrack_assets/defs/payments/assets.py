@@ -4,6 +4,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from hashlib import sha256
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -83,6 +84,17 @@ def landing_fingerprint(zone: LandingZone, files: list[LandingFile]) -> str:
     return sha256(versions.encode()).hexdigest()[:16]
 
 
+_DAILY_FRAUD_ASSET: dict[str, Any] = {
+    "partitions_def": calendar_days,
+    "backfill_policy": BackfillPolicy.single_run(),
+    "group_name": "fraud",
+    "pool": WAREHOUSE_POOL,
+    "can_subset": True,
+}
+"""What both payment multi-assets share: a day a partition, ranges in one run, warehouse
+writers, a main table selectable apart from its companion."""
+
+
 class PaymentsConfig(Config):
     chunk_rows: int = Field(
         default=5000,
@@ -103,11 +115,7 @@ class PaymentsConfig(Config):
             REJECTS: "Payment rows refused, with file, line and reason.",
         },
     ),
-    partitions_def=calendar_days,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="fraud",
-    pool=WAREHOUSE_POOL,
-    can_subset=True,
+    **_DAILY_FRAUD_ASSET,
     check_specs=[
         reject_share_spec(PAYMENTS, "Few payment rows refused."),
         contract_spec(PaymentTransaction, PAYMENTS, blocking=True),
@@ -246,11 +254,7 @@ class FraudConfig(Config):
         ),
     },
     ins={PAYMENTS: AssetIn(), REJECTS: AssetIn()},
-    partitions_def=calendar_days,
-    backfill_policy=BackfillPolicy.single_run(),
-    group_name="fraud",
-    pool=WAREHOUSE_POOL,
-    can_subset=True,
+    **_DAILY_FRAUD_ASSET,
     check_specs=[
         AssetCheckSpec(
             "no_failed_batches",
