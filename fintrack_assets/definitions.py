@@ -8,6 +8,7 @@ works whatever the environment says.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import warnings
 from collections.abc import Mapping
@@ -33,10 +34,12 @@ from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.settings import DEFAULT_POLYGON_URL, Settings, get_settings
 
 
+@functools.cache
 def domains() -> Definitions:
     """Everything under `defs/`, one folder per domain, found by Dagster's autoloader (what
     `dg` projects use). Loaded from the imported package rather than from pyproject.toml, so
-    an installed copy (the deployment image) finds it too."""
+    an installed copy (the deployment image) finds it too. It does not depend on the settings,
+    so the folder is walked once per process however many code locations are built."""
     tree = ComponentTree.from_module(
         defs_module=importlib.import_module("fintrack_assets.defs"),
         project_root=PACKAGE_ROOT.parent,
