@@ -17,6 +17,7 @@ from fintrack_assets.core.risk import (
     portfolio_risk,
     sector_exposure,
     symbol_returns,
+    yield_changes,
 )
 from fintrack_assets.core.trades import TRADE_SCHEMA
 
@@ -540,3 +541,254 @@ def test_holdings_statistics_of_a_date_do_not_depend_on_the_range() -> None:
         assert alone.equals(ratios.filter(pl.col("date") == day), null_equal=True)
         alone = holding_correlations(book.filter(recent), returns.filter(recent), since=day)
         assert alone.equals(pairs.filter(pl.col("date") == day), null_equal=True)
+
+
+# ---------------------------------------------------------------------------- rates sensitivity
+
+
+def yields_frame(levels: dict[D, float | None]) -> pl.DataFrame:
+    """treasury_yields-shaped rows: the 10-year yield in percent on each date."""
+    return pl.DataFrame(
+        {
+            "date": list(levels),
+            "yield_3m": [4.0] * len(levels),
+            "yield_10y": list(levels.values()),
+            "source": ["test"] * len(levels),
+        },
+        schema={
+            "date": pl.Date,
+            "yield_3m": pl.Float64,
+            "yield_10y": pl.Float64,
+            "source": pl.String,
+        },
+    )
+
+
+def test_yield_changes_are_percentage_points_between_consecutive_sessions() -> None:
+    # FRI 2025-03-07 -> MON 2025-03-10 is consecutive; THU is missing, so FRI has no change.
+    mon_next = D(2025, 3, 10)
+    got = yield_changes(yields_frame({MON: 4.25, TUE: 4.40, WED: 4.30, FRI: 4.50, mon_next: 4.45}))
+    assert got.rows() == [
+        (MON, None),  # nothing before it
+        (TUE, pytest.approx(0.15)),
+        (WED, pytest.approx(-0.10)),
+        (FRI, None),  # the previous session (THU) has no yield: no change across the gap
+        (mon_next, pytest.approx(-0.05)),
+    ]
+
+
+def test_ir_beta_is_the_percent_return_per_100bp_against_a_numpy_reference() -> None:
+    """Returns = -0.07 x the yield's change (pp) + noise: about -7 % per +100 bp; exactly the
+    np.polyfit slope of the window's last 90 (return, change) pairs, x 100."""
+    rng = np.random.default_rng(11)
+    dates = SESSIONS[:131]
+    change = rng.normal(0.0, 0.06, len(dates))  # pp per day
+    level = 4.0 + np.cumsum(change)
+    noise = rng.normal(0.0, 0.002, len(dates))
+    r = [None] + [float(x) for x in -0.07 * change[1:] + noise[1:]]
+    frame = returns_frame({"P1": (dates, r, [None] * len(dates), [1.0] * len(dates))})
+    risk = portfolio_risk(frame, yields=yields_frame(dict(zip(dates, level, strict=True))))
+    got = one(risk, dates[-1])["ir_beta"]
+    x = np.diff(level)[-90:]  # the yield's change on each of the last 90 sessions
+    y = np.array(r[-90:], dtype=float)
+    slope = np.polyfit(x, y, 1)[0]
+    assert got == pytest.approx(100 * slope, rel=1e-9)
+    assert got == pytest.approx(-7.0, abs=0.3)
+    # Yields rising exactly 1 pp and the portfolio falling exactly 7 %: ir_beta = -7.0.
+    exact = returns_frame(
+        {"P1": (dates, [None, *(-0.07 * change[1:])], [None] * len(dates), [1.0] * len(dates))}
+    )
+    got = one(
+        portfolio_risk(exact, yields=yields_frame(dict(zip(dates, level, strict=True)))), dates[-1]
+    )
+    assert got["ir_beta"] == pytest.approx(-7.0, rel=1e-9)
+
+
+def test_ir_beta_drops_sessions_without_a_yield_change_pairwise() -> None:
+    rng = np.random.default_rng(5)
+    dates = SESSIONS[:60]
+    levels: dict[D, float | None] = {
+        d: float(v) for d, v in zip(dates, 3.5 + np.cumsum(rng.normal(0, 0.05, 60)), strict=True)
+    }
+    for gone in (10, 11, 30):  # missing sessions: no change on them or the session after
+        del levels[dates[gone]]
+    levels[dates[40]] = None  # a null yield is as good as missing
+    r = [None] + [float(x) for x in rng.normal(0.0, 0.01, 59)]
+    r[50] = None  # a missing return drops its pair too
+    frame = returns_frame({"P1": (dates, r, [None] * 60, [1.0] * 60)})
+    got = one(portfolio_risk(frame, yields=yields_frame(levels)), dates[-1])["ir_beta"]
+    pairs = []
+    for i in range(1, 60):
+        today, before = levels.get(dates[i]), levels.get(dates[i - 1])
+        if today is not None and before is not None and r[i] is not None:
+            pairs.append((today - before, r[i]))
+    x, y = np.array(pairs).T
+    assert len(pairs) == 59 - 5 - 2 - 1  # 10, 11, 12, 30, 31; 40, 41; 50
+    assert got == pytest.approx(100 * np.cov(x, y, ddof=1)[0, 1] / np.var(x, ddof=1), rel=1e-9)
+
+
+def test_ir_beta_needs_20_pairs_and_the_yields() -> None:
+    dates = SESSIONS[:30]
+    r = [None] + [0.001 * (i % 7 - 3) for i in range(29)]
+    frame = returns_frame({"P1": (dates, r, [None] * 30, [1.0] * 30)})
+    levels = {d: 4.0 + 0.01 * (i % 5) for i, d in enumerate(dates)}
+    # Only the last 19 sessions have a yield: 18 changes, too few.
+    short = {d: v for d, v in levels.items() if d in dates[-19:]}
+    assert one(portfolio_risk(frame, yields=yields_frame(short)), dates[-1])["ir_beta"] is None
+    assert one(portfolio_risk(frame), dates[-1])["ir_beta"] is None  # no yields at all
+    with_all = one(portfolio_risk(frame, yields=yields_frame(levels)), dates[-1])
+    assert with_all["ir_beta"] is not None
+    # A flat yield has no dispersion: no slope, null rather than inf.
+    flat = {d: 4.0 for d in dates}
+    assert one(portfolio_risk(frame, yields=yields_frame(flat)), dates[-1])["ir_beta"] is None
+
+
+def test_ir_beta_of_a_date_does_not_depend_on_the_range() -> None:
+    frame, _ = random_portfolios()
+    rng = np.random.default_rng(9)
+    levels = dict(zip(SESSIONS[:320], 4 + np.cumsum(rng.normal(0, 0.05, 320)), strict=True))
+    yields = yields_frame({d: float(v) for d, v in levels.items()})
+    whole = portfolio_risk(frame, yields=yields)
+    assert whole["ir_beta"].null_count() < whole.height
+    for day in (SESSIONS[260], SESSIONS[319]):
+        recent = pl.col("date").is_between(SESSIONS[SESSIONS.index(day) - 255], day)
+        alone = portfolio_risk(frame.filter(recent), since=day, yields=yields.filter(recent))
+        expected = whole.filter(pl.col("date") == day).sort("portfolio_id")
+        assert alone.sort("portfolio_id").equals(expected, null_equal=True)
+
+
+# ---------------------------------------------------------------------------- sector valuation
+
+
+def fundamentals_frame(rows: list[tuple[str, D, D, float | None, float]]) -> pl.DataFrame:
+    """company_fundamentals-shaped rows: (symbol, period_end, filing_date, eps, shares)."""
+    return pl.DataFrame(
+        [
+            {
+                "symbol": s,
+                "fiscal_period": f"{end.year}Q{(end.month + 2) // 3}",
+                "period_end": end,
+                "filing_date": filed,
+                "revenue": 1e9,
+                "net_income": 1e8,
+                "eps": eps,
+                "shares_outstanding": shares,
+                "total_assets": 5e9,
+                "total_liabilities": 2e9,
+                "operating_cash_flow": 2e8,
+                "source": "test",
+            }
+            for s, end, filed, eps, shares in rows
+        ],
+        schema_overrides={"eps": pl.Float64, "shares_outstanding": pl.Float64},
+    )
+
+
+QUARTERS = [D(2024, 3, 31), D(2024, 6, 30), D(2024, 9, 30), D(2024, 12, 31), D(2025, 3, 31)]
+FILED = [D(2024, 5, 1), D(2024, 8, 1), D(2024, 11, 1), MON, D(2025, 5, 1)]  # MON: filed that day
+
+
+def valuation_book() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    universe = pl.DataFrame(
+        {
+            "symbol": ["AAA", "BBB", "CCC", "DDD"],
+            "sector": ["Information Technology"] * 2 + ["Financials", "Information Technology"],
+        }
+    )
+    fundamentals = fundamentals_frame(
+        # AAA: EPS 1 a quarter (TTM 4 from its fourth filing, on MON), 1,000 shares; the fifth
+        # quarter (EPS 5) is filed after MON and must not count.
+        [
+            ("AAA", q, f, e, 1_000.0)
+            for q, f, e in zip(QUARTERS, FILED, [1, 1, 1, 1, 5], strict=True)
+        ]
+        # BBB: TTM 2 known long before; 10,000 shares, then 8,000 in its latest quarter.
+        + [("BBB", q, D(2024, 12, 1), 0.5, 10_000.0) for q in QUARTERS[:3]]
+        + [("BBB", D(2023, 12, 31), D(2024, 2, 1), 0.5, 10_000.0)]
+        # CCC: three quarters only: no TTM.
+        + [("CCC", q, f, 3.0, 50.0) for q, f in zip(QUARTERS[:3], FILED[:3], strict=True)]
+    )
+    # (date, portfolio, symbol, quantity, close): market value = quantity x close.
+    held = [
+        ("AAA", 6.0, 100.0),  # 600: P/E 100 / 4 = 25
+        ("BBB", 20.0, 20.0),  # 400: P/E 20 / 2 = 10
+        ("DDD", 25.0, 10.0),  # 250: no fundamentals
+        ("CCC", 10.0, 30.0),  # 300: three quarters known
+        ("CASH", 100.0, 1.0),
+    ]
+    book = pl.DataFrame(
+        [
+            {
+                "date": d,
+                "portfolio_id": "P1",
+                "symbol": s,
+                "quantity": q,
+                "close": c,
+                "market_value": q * c,
+            }
+            for d in (D(2025, 2, 28), MON)
+            for s, q, c in held
+        ]
+    )
+    return book, universe, fundamentals
+
+
+def test_sector_valuation_by_hand() -> None:
+    book, universe, fundamentals = valuation_book()
+    got = sector_exposure(book, universe, fundamentals)
+    assert got.columns == [
+        "date",
+        "portfolio_id",
+        "sector",
+        "market_value",
+        "weight",
+        "pe_ratio",
+        "market_cap",
+        "valuation_coverage",
+    ]
+    on_mon = {r["sector"]: r for r in got.filter(pl.col("date") == MON).rows(named=True)}
+    tech = on_mon["Information Technology"]
+    assert tech["market_value"] == 1_250.0
+    # Harmonic: 1,000 / (600 / 25 + 400 / 10) = 1,000 / 64.
+    assert tech["pe_ratio"] == pytest.approx(15.625)
+    # (600 x 100 x 1,000 + 400 x 20 x 10,000) / 1,000: caps of 100,000 and 200,000.
+    assert tech["market_cap"] == pytest.approx(140_000.0)
+    assert tech["valuation_coverage"] == pytest.approx(0.8)  # DDD's 250 of 1,250 uncovered
+    fin = on_mon["Financials"]
+    assert (fin["pe_ratio"], fin["market_cap"], fin["valuation_coverage"]) == (None, None, 0.0)
+    cash = on_mon["Cash"]
+    assert (cash["pe_ratio"], cash["market_cap"], cash["valuation_coverage"]) == (None, None, None)
+    # The Friday before, AAA's fourth quarter was not filed yet: BBB alone is covered.
+    friday = got.filter(
+        (pl.col("date") == D(2025, 2, 28)) & (pl.col("sector") == "Information Technology")
+    ).row(0, named=True)
+    assert friday["pe_ratio"] == pytest.approx(10.0)
+    assert friday["market_cap"] == pytest.approx(200_000.0)
+    assert friday["valuation_coverage"] == pytest.approx(400 / 1_250)
+    # Without fundamentals: the same sectors and weights, nothing covered.
+    bare = sector_exposure(book, universe)
+    assert bare.select("date", "sector", "weight").equals(got.select("date", "sector", "weight"))
+    assert bare["pe_ratio"].null_count() == bare.height
+    assert bare.filter(pl.col("sector") != "Cash")["valuation_coverage"].to_list() == [0.0] * 4
+
+
+def test_sector_valuation_uses_the_latest_quarter_and_refuses_a_loss_as_pe() -> None:
+    book, universe, fundamentals = valuation_book()
+    # BBB's latest quarter (filed on MON) reports 8,000 shares and a loss of 2.5: TTM 0.5 x 3
+    # - 2.5 = -1.0; AAA's TTM is 4 (600 held at P/E 25 earns 24), BBB's 400 at 20 loses 20.
+    later = fundamentals_frame([("BBB", QUARTERS[3], MON, -2.5, 8_000.0)])
+    got = sector_exposure(book, universe, pl.concat([fundamentals, later]))
+    tech = got.filter((pl.col("date") == MON) & (pl.col("sector") == "Information Technology")).row(
+        0, named=True
+    )
+    # Earnings yield: 600 x 4 / 100 + 400 x (-1) / 20 = 24 - 20 = 4 -> P/E 1,000 / 4.
+    assert tech["pe_ratio"] == pytest.approx(250.0)
+    assert tech["market_cap"] == pytest.approx((600 * 100_000 + 400 * 20 * 8_000) / 1_000)
+    deeper = fundamentals_frame([("BBB", QUARTERS[3], MON, -5.0, 8_000.0)])
+    got = sector_exposure(book, universe, pl.concat([fundamentals, deeper]))
+    tech = got.filter((pl.col("date") == MON) & (pl.col("sector") == "Information Technology")).row(
+        0, named=True
+    )
+    # 24 + 400 x (1.5 - 5) / 20 = 24 - 70 < 0: no P/E, the market cap still stands.
+    assert tech["pe_ratio"] is None and tech["market_cap"] is not None
+    assert tech["valuation_coverage"] == pytest.approx(0.8)

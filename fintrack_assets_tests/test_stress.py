@@ -181,3 +181,35 @@ def test_period_returns_need_every_session_of_the_period() -> None:
     past = history({"AAA": (COVID, 0.01), "BBB": (COVID[1:], 0.01)})
     got = period_returns(past, {"covid": (D(2020, 2, 19), D(2020, 3, 23))})
     assert got.rows() == [("covid", "AAA", pytest.approx(1.01**23 - 1))]
+
+
+def ir_betas(rows: dict[str, float | None]) -> pl.DataFrame:
+    """portfolio_risk's (date, portfolio_id, ir_beta) on DAY."""
+    return pl.DataFrame(
+        {"date": [DAY] * len(rows), "portfolio_id": list(rows), "ir_beta": list(rows.values())},
+        schema={"date": pl.Date, "portfolio_id": pl.String, "ir_beta": pl.Float64},
+    )
+
+
+def test_rates_shock_uses_ir_beta_where_yields_cover_the_window() -> None:
+    # P1: -7 % per +100 bp. P2: no ir_beta (yields short of the window): TLT's move x its
+    # rates beta 0.1, i.e. 0.1 x -17 % = -1.7 %. P3: neither: listed without P&L.
+    got = stress_tests(**BASE, ir_betas=ir_betas({"P1": -7.0, "P2": None}))
+    p1, p2, p3 = (by_scenario(got, p)["rates_+100bp"] for p in ("P1", "P2", "P3"))
+    assert (p1["pnl_pct"], p1["pnl_usd"], p1["method"]) == (
+        pytest.approx(-0.07),
+        pytest.approx(-7_000),
+        "ir_beta",
+    )
+    assert (p2["pnl_pct"], p2["pnl_usd"], p2["method"]) == (
+        pytest.approx(-0.017),
+        pytest.approx(-850),
+        "factor",
+    )
+    assert p3["pnl_pct"] is None and p3["method"] is None
+    # The equity shocks are untouched by ir_beta.
+    assert by_scenario(got, "P1")["equity_-10%"]["method"] == "factor"
+    # +50 bp on -7 % per 100 bp: -3.5 %; a rates-up shock on a bond-like book (+12) gains.
+    half = stress_tests(**BASE, ir_betas=ir_betas({"P1": -7.0, "P2": 12.0}), rates_shock_bp=50)
+    assert by_scenario(half, "P1")["rates_+50bp"]["pnl_pct"] == pytest.approx(-0.035)
+    assert by_scenario(half, "P2")["rates_+50bp"]["pnl_usd"] == pytest.approx(50_000 * 0.06)

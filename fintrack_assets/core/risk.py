@@ -18,6 +18,11 @@ Conventions (empyrical's, see DESIGN `portfolio_risk`):
   return percentile (numpy's default method); negative is a loss. CVaR is the mean of the
   floor((n-1)q)+1 smallest returns, i.e. those at or below the VaR (empyrical's
   conditional_value_at_risk). Beta is cov/var against SPY over the dates both have a return.
+- ir_beta is the same least-squares slope over the same 90-session window, against the daily
+  change of the 10-year Treasury yield in percentage points (the previous session's yield to
+  this one's; a session without both yields has no change and is dropped pairwise), times 100:
+  the portfolio's return in % for a +100 bp move. Yields up 1 pp and the portfolio down 7 %
+  give ir_beta = -7.0.
 - A statistic whose denominator is zero (no dispersion, no downside) is null, never inf.
 - Determinism: every value is computed from its own window alone with row-wise numpy
   reductions, so a date gives bit-identical results whether it is computed in a range or
@@ -33,6 +38,7 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
+from fintrack_assets.core.calendar import with_session_index
 from fintrack_assets.core.holdings import CASH
 
 TRADING_DAYS = 252
@@ -45,6 +51,8 @@ TAIL_WINDOW = 252
 DIVERSIFICATION_WINDOW = 63
 CORRELATION_WINDOW = 63
 VAR_LEVELS = (95, 99)
+IR_YIELD = "yield_10y"
+"""The Treasury yield ir_beta regresses on (treasury_yields' column, in percent)."""
 CHUNK_ELEMENTS = 2_000_000
 """Window rows are processed in chunks of about this many floats, to bound memory."""
 RISK_CHUNK_ELEMENTS = 40_000
@@ -67,6 +75,7 @@ RISK_SCHEMA: dict[str, pl.DataType] = {
     **{f"volatility_{n}d": pl.Float64() for n in VOLATILITY_WINDOWS},
     f"beta_{BETA_WINDOW}d": pl.Float64(),
     f"alpha_{BETA_WINDOW}d": pl.Float64(),
+    "ir_beta": pl.Float64(),
     f"sharpe_{TAIL_WINDOW}d": pl.Float64(),
     f"sortino_{TAIL_WINDOW}d": pl.Float64(),
     f"max_drawdown_{TAIL_WINDOW}d": pl.Float64(),
@@ -304,6 +313,47 @@ def _risk_chunk(r: np.ndarray, b: np.ndarray, rf: float, min_obs: int) -> dict[s
     return out
 
 
+def yield_changes(yields: pl.DataFrame, column: str = IR_YIELD) -> pl.DataFrame:
+    """(date, yield_change): on each NYSE session of `yields` (date, `column` in percent), the
+    change from the previous session's yield, in percentage points (4.25 -> 4.40 is 0.15).
+    Null when the previous session has no yield (a missing session, a null value): a change
+    never spans a gap, so it always lines up with a one-session return. Dates that are no
+    session are left out."""
+    rows = (
+        yields.select(pl.col("date").cast(pl.Date), pl.col(column).cast(pl.Float64).alias("_y"))
+        .filter(pl.col("_y").is_not_null() & pl.col("_y").is_finite())
+        .sort("date")
+        .unique("date", keep="first", maintain_order=True)
+    )
+    rows = with_session_index(rows).filter(pl.col("session_index").is_not_null())
+    consecutive = pl.col("session_index").diff() == 1
+    return rows.select(
+        "date",
+        pl.when(consecutive).then(pl.col("_y").diff()).otherwise(None).alias("yield_change"),
+    )
+
+
+def _slope(y: np.ndarray, x: np.ndarray, min_obs: int) -> np.ndarray:
+    """Per row: the least-squares slope cov(y, x) / var(x) over the entries where both are
+    known (null with fewer than `min_obs` of them or no dispersion in x)."""
+    both = ~np.isnan(y) & ~np.isnan(x)
+    n, _, dev_y = _moments(y, both)
+    _, _, dev_x = _moments(x, both)
+    covariance = (dev_y * dev_x).sum(axis=-1)
+    variance = _sum_of_squares(dev_x)
+    return _enough(n, np.where(variance > 0, covariance / variance, np.nan), min_obs)
+
+
+def _on_grid(changes: pl.DataFrame, panel: _Panel) -> np.ndarray:
+    """A (1, dates) row of `changes` (date, yield_change) on the panel's dates, NaN where none."""
+    row = np.full((1, panel.dates.len()), np.nan)
+    known = changes.filter(
+        pl.col("date").is_in(panel.dates.implode()) & pl.col("yield_change").is_not_null()
+    )
+    row[0, panel.date_codes(known["date"])] = known["yield_change"].to_numpy()
+    return row
+
+
 def portfolio_risk(
     returns: pl.DataFrame,
     rf: float = 0.0,
@@ -312,6 +362,7 @@ def portfolio_risk(
     symbol_returns: pl.DataFrame | None = None,
     since: dt.date | None = None,
     min_observations: int = MIN_OBSERVATIONS,
+    yields: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """RISK_SCHEMA per (date, portfolio_id) of `returns` (`portfolio_returns` output) from
     `since` on; earlier rows are history for the trailing windows (give 252 sessions + 1).
@@ -326,6 +377,9 @@ def portfolio_risk(
     - var_{95,99}_1d, cvar_{95,99}_1d over 252 sessions, as returns and, `_usd`, times the
       day's `value` column (negative = loss).
     - diversification_ratio_63d: see `diversification_ratio` (null without holdings).
+    - ir_beta: 100 x the slope of r on the 10-year yield's daily change in percentage points
+      (`yield_changes` of `yields`: date, yield_10y in percent), over the beta's 90 sessions
+      and its minimum of pairs: % return per +100 bp. Null without `yields`.
 
     `rf` is the risk-free rate per day (e.g. 0.04 / 252), subtracted from every return."""
     rows = returns.select(
@@ -344,6 +398,9 @@ def portfolio_risk(
     width = TAIL_WINDOW
     r_windows = _windows(panel.matrix("daily_return"), width)
     b_windows = _windows(panel.matrix("benchmark_return"), BETA_WINDOW)
+    y_windows = None
+    if yields is not None:
+        y_windows = _windows(_on_grid(yield_changes(yields), panel), BETA_WINDOW)
     target = np.ones(rows.height, dtype=bool)
     if since is not None:
         target = (rows["date"] >= since).to_numpy()
@@ -353,7 +410,13 @@ def portfolio_risk(
         for part in _chunks(len(entity), width + BETA_WINDOW, RISK_CHUNK_ELEMENTS):
             r = r_windows[entity[part], date[part]]
             b = b_windows[entity[part], date[part]]
-            parts.append(_risk_chunk(r, b, rf, min_observations))
+            part_stats = _risk_chunk(r, b, rf, min_observations)
+            if y_windows is None:
+                part_stats["ir_beta"] = np.full(len(r), np.nan)
+            else:
+                dy = y_windows[0, date[part]]
+                part_stats["ir_beta"] = 100.0 * _slope(r[:, -BETA_WINDOW:], dy, min_observations)
+            parts.append(part_stats)
     out = rows.filter(pl.Series(target)).select("date", "portfolio_id", "market_value")
     out = out.with_columns(
         pl.Series(name, np.concatenate([p[name] for p in parts]), nan_to_null=True)
@@ -535,18 +598,123 @@ def holding_correlations(
     )
 
 
-def sector_exposure(holdings_daily: pl.DataFrame, universe: pl.DataFrame) -> pl.DataFrame:
-    """(date, portfolio_id, sector, market_value, weight): the holdings summed by sector, with
-    weight = the sector's share of the portfolio's whole value (cash included, so the weights
-    of a portfolio sum to 1; null when the portfolio is worth 0). CASH is sector "Cash"; a
-    symbol the universe gives no sector is "Unknown". Positions closed that day (no shares)
-    are left out; the Cash row always shows."""
+SECTOR_SCHEMA: dict[str, pl.DataType] = {
+    "date": pl.Date(),
+    "portfolio_id": pl.String(),
+    "sector": pl.String(),
+    "market_value": pl.Float64(),
+    "weight": pl.Float64(),
+    "pe_ratio": pl.Float64(),
+    "market_cap": pl.Float64(),
+    "valuation_coverage": pl.Float64(),
+}
+"""sector_exposure's columns: one row per (date, portfolio_id, sector)."""
+
+FUNDAMENTAL_COLUMNS = ["symbol", "period_end", "filing_date", "eps", "shares_outstanding"]
+"""What the valuation columns read of company_fundamentals."""
+TTM_QUARTERS = 4
+
+
+def _fundamentals_as_of(fundamentals: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
+    """(symbol, date, eps_ttm, shares_outstanding) for each (symbol, date) of `pairs`: the
+    figures known on the date, point in time by filing date (a filing counts from its
+    filing_date on, that day included). shares_outstanding is the latest quarter's (the latest
+    period_end filed by then; a restatement of a quarter replaces it from its own filing
+    date); eps_ttm the sum of the latest four quarters' EPS known then, null with fewer than
+    four or a null among them. Null both when nothing is known yet.
+
+    A private stand-in for core.fundamentals.fundamentals_as_of (being written beside this),
+    with the same point-in-time rule."""
+    schema = {"symbol": pl.String, "period_end": pl.Date, "filing_date": pl.Date}
+    rows = fundamentals.select(
+        *(pl.col(c).cast(t) for c, t in schema.items()),
+        pl.col("eps").cast(pl.Float64),
+        pl.col("shares_outstanding").cast(pl.Float64),
+    ).filter(
+        pl.col("symbol").is_in(pairs["symbol"].unique().implode())
+        & pl.col("period_end").is_not_null()
+        & pl.col("filing_date").is_not_null()
+    )
+    # Each filing date of a symbol is a moment its known figures change: what is known then.
+    events = rows.select("symbol", pl.col("filing_date").alias("known_from")).unique()
+    known = (
+        events.join(rows, on="symbol")
+        .filter(pl.col("filing_date") <= pl.col("known_from"))
+        .sort("symbol", "known_from", "period_end", "filing_date")
+        .unique(["symbol", "known_from", "period_end"], keep="last", maintain_order=True)
+    )
+    latest = known.group_by("symbol", "known_from").agg(
+        pl.col("shares_outstanding").last(),
+        pl.col("eps").tail(TTM_QUARTERS).alias("_eps"),
+    )
+    eps_ttm = (
+        pl.when(
+            (pl.col("_eps").list.len() == TTM_QUARTERS)
+            & (pl.col("_eps").list.drop_nulls().list.len() == TTM_QUARTERS)
+        )
+        .then(pl.col("_eps").list.sum())
+        .otherwise(None)
+    )
+    latest = latest.select("symbol", "known_from", eps_ttm.alias("eps_ttm"), "shares_outstanding")
+    return (
+        pairs.select(pl.col("symbol").cast(pl.String), pl.col("date").cast(pl.Date))
+        .unique()
+        .sort("date")
+        .join_asof(
+            latest.sort("known_from"),
+            left_on="date",
+            right_on="known_from",
+            by="symbol",
+            strategy="backward",
+            check_sortedness=False,  # both sorted on the key; polars cannot tell within `by`
+        )
+        .select("symbol", "date", "eps_ttm", "shares_outstanding")
+    )
+
+
+def sector_exposure(
+    holdings_daily: pl.DataFrame,
+    universe: pl.DataFrame,
+    fundamentals: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """SECTOR_SCHEMA: (date, portfolio_id, sector, market_value, weight) are the holdings
+    summed by sector, with weight = the sector's share of the portfolio's whole value (cash
+    included, so the weights of a portfolio sum to 1; null when the portfolio is worth 0).
+    CASH is sector "Cash"; a symbol the universe gives no sector is "Unknown". Positions
+    closed that day (no shares) are left out; the Cash row always shows.
+
+    Valuation, from `fundamentals` (company_fundamentals) known on D, over the sector's
+    *covered* holdings: those with a positive price (holdings_daily's close) and, known on D,
+    both EPS over the last four quarters (eps_ttm) and shares outstanding. With w the
+    holdings' market values:
+
+    - pe_ratio = sum(w) / sum(w x eps_ttm / price): the value-weighted harmonic mean of the
+      holdings' P/E, i.e. the value held over the earnings it owns. Null when the covered
+      earnings are not positive (a P/E of a loss means nothing).
+    - market_cap = sum(w x price x shares_outstanding) / sum(w): the value-weighted mean market
+      capitalisation, in USD.
+    - valuation_coverage: the covered holdings' share of the sector's value (0 when none is
+      covered, and then both figures are null; null for Cash and for a sector worth 0).
+
+    Without `fundamentals` the coverage is 0 and the figures null."""
     sectors = universe.select(
         pl.col("symbol").cast(pl.String), pl.col("sector").cast(pl.String)
     ).unique("symbol", keep="first", maintain_order=True)
+    # holdings_daily values a position at its close: market_value = quantity x close.
+    price = (
+        pl.col("close")
+        if "close" in holdings_daily.columns
+        else pl.col("market_value") / pl.col("quantity")
+    )
     rows = (
         holdings_daily.filter((pl.col("symbol") == CASH) | (pl.col("quantity") > 0))
-        .select("date", "portfolio_id", "symbol", pl.col("market_value").cast(pl.Float64))
+        .select(
+            pl.col("date").cast(pl.Date),
+            pl.col("portfolio_id").cast(pl.String),
+            pl.col("symbol").cast(pl.String),
+            pl.col("market_value").cast(pl.Float64),
+            price.cast(pl.Float64).alias("close"),
+        )
         .join(sectors, on="symbol", how="left")
         .with_columns(
             pl.when(pl.col("symbol") == CASH)
@@ -556,18 +724,41 @@ def sector_exposure(holdings_daily: pl.DataFrame, universe: pl.DataFrame) -> pl.
         )
         .sort("date", "portfolio_id", "sector", "symbol")
     )
-    total = pl.col("market_value").sum().over("date", "portfolio_id")
-    return (
-        rows.group_by("date", "portfolio_id", "sector", maintain_order=True)
-        .agg(pl.col("market_value").sum())
-        .with_columns(
-            pl.when(total != 0).then(pl.col("market_value") / total).otherwise(None).alias("weight")
-        )
-        .select(
-            pl.col("date").cast(pl.Date),
-            pl.col("portfolio_id").cast(pl.String),
-            pl.col("sector").cast(pl.String),
-            "market_value",
-            "weight",
-        )
+    rows = _with_fundamentals(rows, fundamentals)
+    covered = (
+        (pl.col("symbol") != CASH)
+        & (pl.col("close") > 0)
+        & pl.col("eps_ttm").is_not_null()
+        & (pl.col("shares_outstanding") > 0)
     )
+    w = pl.when(covered).then(pl.col("market_value"))
+    total = pl.col("market_value").sum().over("date", "portfolio_id")
+    grouped = rows.group_by("date", "portfolio_id", "sector", maintain_order=True).agg(
+        pl.col("market_value").sum(),
+        w.sum().alias("_covered"),
+        (w * pl.col("eps_ttm") / pl.col("close")).sum().alias("_earnings"),
+        (w * pl.col("close") * pl.col("shares_outstanding")).sum().alias("_cap"),
+    )
+    some = pl.col("_covered") > 0
+    return grouped.with_columns(
+        pl.when(total != 0).then(pl.col("market_value") / total).otherwise(None).alias("weight"),
+        pl.when(some & (pl.col("_earnings") > 0))
+        .then(pl.col("_covered") / pl.col("_earnings"))
+        .alias("pe_ratio"),
+        pl.when(some).then(pl.col("_cap") / pl.col("_covered")).alias("market_cap"),
+        pl.when((pl.col("sector") != "Cash") & (pl.col("market_value") > 0))
+        .then(pl.col("_covered") / pl.col("market_value"))
+        .alias("valuation_coverage"),
+    ).select(pl.col(c).cast(t) for c, t in SECTOR_SCHEMA.items())
+
+
+def _with_fundamentals(rows: pl.DataFrame, fundamentals: pl.DataFrame | None) -> pl.DataFrame:
+    """`rows` with each holding's eps_ttm and shares_outstanding known on its date."""
+    if fundamentals is None:
+        return rows.with_columns(
+            pl.lit(None, pl.Float64).alias("eps_ttm"),
+            pl.lit(None, pl.Float64).alias("shares_outstanding"),
+        )
+    held = rows.filter(pl.col("symbol") != CASH).select("symbol", "date")
+    known = _fundamentals_as_of(fundamentals, held)
+    return rows.join(known, on=["symbol", "date"], how="left", maintain_order="left")

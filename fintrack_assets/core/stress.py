@@ -4,9 +4,12 @@ Scenarios, per (date, portfolio_id); pnl_usd = pnl_pct x the portfolio's value o
 
 - `equity_-10%`, `equity_-20%`, `equity_-30%`: the market falls by that much; pnl_pct =
   beta to the `market` factor (SPY) x shock (method `factor`).
-- `rates_+100bp`: rates rise 100 bp. TLT moves by about -duration x 1%; with TLT's duration
-  taken as TLT_DURATION (17 years, a parameter) the shock is TLT -17%, and pnl_pct = beta to
-  the `rates` factor x that move (method `factor`).
+- `rates_+100bp`: rates rise 100 bp. Where the portfolio has an `ir_beta` on D (portfolio_risk:
+  % return per +100 bp of the 10-year yield, regressed on the yield itself over 90 sessions;
+  null when treasury_yields do not cover the window), pnl_pct = ir_beta x (shock_bp / 100) /
+  100 (method `ir_beta`). Otherwise through TLT: it moves by about -duration x 1%; with TLT's
+  duration taken as TLT_DURATION (17 years, a parameter) the shock is TLT -17%, and pnl_pct =
+  beta to the `rates` factor x that move (method `factor`).
 - `sector_<sector>_-15%`, one per sector the portfolio holds (Cash excluded; "Unknown"
   included): that sector's holdings lose 15%, pnl_pct = sector weight x -15% (method
   `weight`); no cross-sector effect.
@@ -96,6 +99,7 @@ def stress_tests(
     sector_exposure: pl.DataFrame,
     history: pl.DataFrame | None = None,
     holdings: pl.DataFrame | None = None,
+    ir_betas: pl.DataFrame | None = None,
     *,
     exposure: str = "beta",
     duration: float = TLT_DURATION,
@@ -110,7 +114,8 @@ def stress_tests(
     `exposures` is factor_exposures output (its `market` and `rates` factors are used),
     `sector_exposure` the sector_exposure output. The historical replays need `history`
     (symbol_returns covering the periods, SPY included for the fallback) and `holdings`
-    (holdings_daily of the dates); without them they are left out."""
+    (holdings_daily of the dates); without them they are left out. `ir_betas` (date,
+    portfolio_id, ir_beta: portfolio_risk) values the rates shock where ir_beta is known."""
     scenarios = HISTORICAL_SCENARIOS if scenarios is None else scenarios
     values = portfolio_values.select(
         pl.col("date").cast(pl.Date),
@@ -133,19 +138,44 @@ def stress_tests(
         on=["date", "portfolio_id"],
         how="left",
     )
-    rates_move = -duration * rates_shock_bp / 10_000
-    factor_scenarios = [(f"equity_{_percent(s)}", pl.col("_market") * s) for s in equity_shocks]
-    factor_scenarios.append((f"rates_{rates_shock_bp:+g}bp", pl.col("_rates") * rates_move))
+    if ir_betas is None:
+        based = based.with_columns(pl.lit(None, pl.Float64).alias("_ir_beta"))
+    else:
+        based = based.join(
+            ir_betas.select(
+                pl.col("date").cast(pl.Date),
+                pl.col("portfolio_id").cast(pl.String),
+                pl.col("ir_beta").cast(pl.Float64).alias("_ir_beta"),
+            ).unique(["date", "portfolio_id"], keep="first"),
+            on=["date", "portfolio_id"],
+            how="left",
+        )
+    tlt_move = -duration * rates_shock_bp / 10_000
+    by_ir_beta = pl.col("_ir_beta").is_not_null()
+    rates = (
+        pl.when(by_ir_beta)
+        .then(pl.col("_ir_beta") * (rates_shock_bp / 100) / 100)
+        .otherwise(pl.col("_rates") * tlt_move)
+    )
+    rates_method = (
+        pl.when(by_ir_beta).then(pl.lit("ir_beta")).when(rates.is_not_null()).then(pl.lit("factor"))
+    )
+    factor_scenarios = [
+        (f"equity_{_percent(s)}", pl.col("_market") * s, None) for s in equity_shocks
+    ]
+    factor_scenarios.append((f"rates_{rates_shock_bp:+g}bp", rates, rates_method))
     frames = [
         based.select(
             "date",
             "portfolio_id",
             pl.lit(name).alias("scenario"),
             pct.alias("pnl_pct"),
-            pl.when(pct.is_not_null()).then(pl.lit("factor")).alias("method"),
+            (pl.when(pct.is_not_null()).then(pl.lit("factor")) if method is None else method).alias(
+                "method"
+            ),
             "_value",
         )
-        for name, pct in factor_scenarios
+        for name, pct, method in factor_scenarios
     ]
     sectors = sector_exposure.filter(pl.col("sector") != "Cash").join(
         values, on=["date", "portfolio_id"], how="inner"
