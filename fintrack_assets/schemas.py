@@ -186,6 +186,8 @@ class PortfolioRisk(_PortfolioDay):
     volatility_63d: float = pa.Field(nullable=True, ge=0)
     volatility_252d: float = pa.Field(nullable=True, ge=0)
     max_drawdown_252d: float = pa.Field(nullable=True, ge=-1, le=0)
+    ir_beta: float = pa.Field(nullable=True)
+    """% return per +100 bp of the 10-year yield (-7.0: down 7 % when yields rise 1 pp)."""
 
     class Config:
         unique = ("date", "portfolio_id")
@@ -218,11 +220,16 @@ class FactorExposure(_PortfolioDay):
 
 class SectorExposure(_PortfolioDay):
     """`sector_exposure`: one row per (date, portfolio_id, sector); a portfolio's sector
-    weights sum to 1 each day."""
+    weights sum to 1 each day. Valuations: a P/E only of positive earnings, a market cap above
+    0, a coverage share in [0, 1]; both figures only where some of the sector is covered, and
+    neither for Cash."""
 
     sector: str = pa.Field(str_length={"min_value": 1})
     market_value: float = pa.Field(nullable=True)
     weight: float = pa.Field(nullable=True)
+    pe_ratio: float = pa.Field(nullable=True, gt=0)
+    market_cap: float = pa.Field(nullable=True, gt=0)
+    valuation_coverage: float = pa.Field(nullable=True, ge=0, le=1 + TOLERANCE)
 
     class Config:
         strict = True
@@ -233,6 +240,15 @@ class SectorExposure(_PortfolioDay):
         total = pl.col("weight").sum().over("date", "portfolio_id")
         valued = pl.col("weight").is_not_null().any().over("date", "portfolio_id")
         return data.lazyframe.select(~valued | ((total - 1.0).abs() <= TOLERANCE))
+
+    @pa.dataframe_check
+    def valued_where_covered(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        covered = pl.col("valuation_coverage").fill_null(0.0) > 0
+        cash = pl.col("sector") == "Cash"
+        return data.lazyframe.select(
+            (covered | (pl.col("pe_ratio").is_null() & pl.col("market_cap").is_null()))
+            & (~cash | pl.col("valuation_coverage").is_null())
+        )
 
 
 class HoldingCorrelation(_PortfolioDay):

@@ -10,8 +10,10 @@ from dagster import AssetKey
 
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
+from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
+from fintrack_assets_tests.upstream_stand_ins import write_fundamentals, write_yields
 
 FIRST, LAST = dt.date(2025, 1, 2), dt.date(2025, 4, 30)
 DEPOSIT_DAY = dt.date(2025, 3, 3)
@@ -164,12 +166,127 @@ def test_risk_from_holdings_against_numpy_references(platform):
     assert crash["pnl_pct"] == pytest.approx(-0.2 * market["beta"])
     assert crash["pnl_usd"] == pytest.approx(crash["pnl_pct"] * p1_value[-1])
 
+    # No treasury_yields and no company_fundamentals yet: the run goes on, ir_beta and the
+    # valuations are null, the metadata says why, and the rates shock goes through TLT.
+    assert risk["ir_beta"].null_count() == risk.height
+    assert (
+        "treasury_yields has not been materialised"
+        in run.metadata["portfolio_risk"]["run/ir_beta"].value
+    )
+    assert sectors["pe_ratio"].null_count() == sectors.height
+    assert (
+        "company_fundamentals has not been materialised"
+        in run.metadata["sector_exposure"]["run/valuation_coverage"].value
+    )
+    rates = stress.filter(pl.col("scenario") == "rates_+100bp").row(0, named=True)
+    rates_beta = exposures.filter(
+        (pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST) & (pl.col("factor") == "rates")
+    )["beta"][0]
+    assert (rates["pnl_pct"], rates["method"]) == (pytest.approx(rates_beta * -0.17), "factor")
 
-def test_a_session_alone_equals_the_range(platform):
-    assert _run(platform, RISK, FIRST, LAST).success
-    ranged = {a: platform.warehouse_frame(a).filter(pl.col("date") == LAST) for a in RISK}
-    assert _run(platform, RISK, LAST, LAST).success
-    for asset_key in RISK:
-        again = platform.warehouse_frame(asset_key).filter(pl.col("date") == LAST)
-        keys = [c for c in again.columns if again.schema[c] in (pl.String, pl.Date)]
-        assert again.sort(keys).equals(ranged[asset_key].sort(keys)), asset_key
+
+def _ten_year(sessions: list[dt.date]) -> pl.DataFrame:
+    """treasury_yields as the fundamentals branch defines it: a random walk of the 10-year."""
+    rng = np.random.default_rng(20)
+    ten = 4.2 + np.cumsum(rng.normal(0.0, 0.06, len(sessions)))
+    return pl.DataFrame(
+        {
+            "date": sessions,
+            "yield_3m": ten - 0.3,
+            "yield_5y": ten - 0.1,
+            "yield_10y": ten,
+            "yield_30y": ten + 0.2,
+            "source": ["synthetic"] * len(sessions),
+        }
+    )
+
+
+def _quarters(symbol: str, eps: float, shares: float) -> list[dict]:
+    """Four quarters of 2024 filed by 2025-02-14 (TTM = 4 x eps), and one filed after LAST."""
+    ends = [dt.date(2024, m, d) for m, d in ((3, 31), (6, 30), (9, 30), (12, 31))]
+    filed = [dt.date(2024, 5, 1), dt.date(2024, 8, 1), dt.date(2024, 11, 1), dt.date(2025, 2, 14)]
+    rows = [(end, filing, eps) for end, filing in zip(ends, filed, strict=True)]
+    rows.append((dt.date(2025, 3, 31), dt.date(2025, 5, 2), 100.0))
+    return [
+        {
+            "symbol": symbol,
+            "fiscal_period": f"{end.year}Q{(end.month + 2) // 3}",
+            "period_end": end,
+            "filing_date": filing,
+            "revenue": 1e10,
+            "net_income": 1e9,
+            "eps": e,
+            "shares_outstanding": shares,
+            "total_assets": 5e10,
+            "total_liabilities": 2e10,
+            "operating_cash_flow": 2e9,
+            "source": "synthetic",
+            "fetched_at": dt.datetime(2025, 5, 3, tzinfo=dt.UTC),
+        }
+        for end, filing, e in rows
+    ]
+
+
+def test_ir_beta_stress_and_valuation_from_stored_yields_and_fundamentals(platform):
+    sessions = sessions_between(FIRST, LAST + dt.timedelta(days=1))
+    yields = _ten_year(sessions)
+    write_yields(platform.defs.resources["lake"], yields)
+    fundamentals = pl.DataFrame(_quarters("AAPL", 1.5, 15e9) + _quarters("JPM", 4.0, 2.8e9))
+    write_fundamentals(WarehouseIOManager(url=platform.settings.warehouse_url.value), fundamentals)
+    run = _run(platform, RISK, FIRST, LAST)
+    assert run.success, run.failure
+    assert {a: run.asset_checks.get((a, "contract")) for a in RISK} == dict.fromkeys(RISK, True)
+
+    returns = platform.warehouse_frame("portfolio_returns")
+    r = _series(returns, "P1", "daily_return")[1:]
+    change = np.diff(yields["yield_10y"].to_numpy())  # every session has a yield
+    reference = 100 * np.polyfit(change[-90:], r[-90:], 1)[0]
+    risk = platform.warehouse_frame("portfolio_risk")
+    last = risk.filter((pl.col("portfolio_id") == "P1") & (pl.col("date") == LAST)).row(
+        0, named=True
+    )
+    assert last["ir_beta"] == pytest.approx(reference, rel=1e-9)
+    assert "from treasury_yields" in run.metadata["portfolio_risk"]["run/ir_beta"].value
+    early = risk.filter(pl.col("date") == sessions[15])
+    assert early["ir_beta"].null_count() == early.height  # 15 pairs: fewer than 20
+
+    stress = platform.warehouse_frame("portfolio_stress_tests").filter(
+        (pl.col("portfolio_id") == "P1")
+        & (pl.col("date") == LAST)
+        & (pl.col("scenario") == "rates_+100bp")
+    )
+    assert stress["method"][0] == "ir_beta"
+    assert stress["pnl_pct"][0] == pytest.approx(reference / 100, rel=1e-9)
+    assert stress["pnl_usd"][0] == pytest.approx(reference / 100 * last["market_value"])
+
+    sectors = platform.warehouse_frame("sector_exposure")
+    on = {
+        (r["portfolio_id"], r["date"], r["sector"]): r
+        for r in sectors.filter(pl.col("date").is_in([dt.date(2025, 2, 13), LAST])).rows(named=True)
+    }
+    holdings = platform.warehouse_frame("holdings_daily")
+    close = dict(
+        holdings.filter((pl.col("date") == LAST) & (pl.col("portfolio_id") == "P1"))
+        .select("symbol", "close")
+        .iter_rows()
+    )
+    tech = on[("P1", LAST, "Information Technology")]  # AAPL alone: its own P/E and cap
+    assert tech["pe_ratio"] == pytest.approx(close["AAPL"] / (4 * 1.5))
+    assert tech["market_cap"] == pytest.approx(close["AAPL"] * 15e9)
+    assert tech["valuation_coverage"] == pytest.approx(1.0)
+    energy = on[("P1", LAST, "Energy")]  # XOM has no fundamentals
+    assert (energy["pe_ratio"], energy["market_cap"], energy["valuation_coverage"]) == (
+        None,
+        None,
+        0.0,
+    )
+    # The day before the fourth quarter is filed, AAPL has no trailing year yet.
+    assert on[("P1", dt.date(2025, 2, 13), "Information Technology")]["pe_ratio"] is None
+    assert on[("P2", LAST, "Financials")]["pe_ratio"] == pytest.approx(
+        holdings.filter(
+            (pl.col("date") == LAST)
+            & (pl.col("portfolio_id") == "P2")
+            & (pl.col("symbol") == "JPM")
+        )["close"][0]
+        / 16.0
+    )

@@ -31,6 +31,7 @@ def _risk(**overrides: float | None) -> pl.DataFrame:
         "var_99_1d": -0.035,
         "cvar_95_1d": -0.03,
         "cvar_99_1d": -0.04,
+        "ir_beta": -6.5,
     }
     schema = {
         k: pl.Date if k == "date" else pl.String if k == "portfolio_id" else pl.Float64 for k in row
@@ -40,6 +41,9 @@ def _risk(**overrides: float | None) -> pl.DataFrame:
 
 def test_portfolio_risk_contract() -> None:
     assert contract_failures(PortfolioRisk, _risk()) is None
+    assert contract_failures(PortfolioRisk, _risk(ir_beta=-7.0)) is None
+    assert contract_failures(PortfolioRisk, _risk(ir_beta=None)) is None
+    assert contract_failures(PortfolioRisk, _risk(ir_beta=float("inf"))) is not None
     assert contract_failures(PortfolioRisk, _risk(var_99_1d=None, cvar_99_1d=None)) is None
     for broken in (
         {"cvar_95_1d": -0.01},  # a tail mean above its own percentile
@@ -75,11 +79,42 @@ def test_sector_weights_sum_to_one() -> None:
             "sector": ["Cash", "Energy", "Cash"],
             "market_value": [25.0, 75.0, 0.0],
             "weight": [0.25, 0.75, None],  # P2 is worth nothing: no weights
-        }
+            "pe_ratio": [None, None, None],
+            "market_cap": [None, None, None],
+            "valuation_coverage": [None, 0.0, None],
+        },
+        schema_overrides={"pe_ratio": pl.Float64, "market_cap": pl.Float64},
     )
     assert contract_failures(SectorExposure, good) is None
     off = good.with_columns(pl.Series("weight", [0.25, 0.70, None]))
     assert contract_failures(SectorExposure, off) is not None
+
+
+def _sectors(**overrides: list) -> pl.DataFrame:
+    columns: dict[str, list] = {
+        "date": [D, D, D],
+        "portfolio_id": ["P1", "P1", "P1"],
+        "sector": ["Cash", "Energy", "Financials"],
+        "market_value": [25.0, 50.0, 25.0],
+        "weight": [0.25, 0.5, 0.25],
+        "pe_ratio": [None, 12.5, None],
+        "market_cap": [None, 4e11, None],
+        "valuation_coverage": [None, 0.8, 0.0],  # Financials: nothing covered
+        **overrides,
+    }
+    return pl.DataFrame(columns, schema_overrides={c: pl.Float64 for c in list(columns)[3:]})
+
+
+def test_sector_valuation_contract() -> None:
+    assert contract_failures(SectorExposure, _sectors()) is None
+    for broken in (
+        {"pe_ratio": [None, -3.0, None]},  # a P/E of a loss
+        {"market_cap": [None, 0.0, None]},
+        {"valuation_coverage": [None, 1.2, 0.0]},
+        {"pe_ratio": [None, 12.5, 9.0]},  # a P/E with nothing covered
+        {"valuation_coverage": [1.0, 0.8, 0.0]},  # cash is never valued
+    ):
+        assert contract_failures(SectorExposure, _sectors(**broken)) is not None, broken
 
 
 @pytest.mark.parametrize(

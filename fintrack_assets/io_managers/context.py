@@ -23,6 +23,9 @@ PARTITION_EXPR = "partition_expr"
 """The date column a partitioned asset's windows select on (default `date`)."""
 COLUMNS = "columns"
 """On an input: load only these columns."""
+OPTIONAL = "optional"
+"""On an input: an upstream that has no table yet loads as None (the asset says what it does
+without it) instead of failing the step."""
 
 Window = tuple[dt.date, dt.date]
 """[start, end) dates."""
@@ -189,12 +192,18 @@ class TableIOManager(ConfigurableIOManager):
             self.write(context.asset_key, obj, column, partitions_window(context))
         )
 
-    def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame:
+    def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame | None:
         rows = input_rows(context)
-        with input_materialised(context):
-            if lazy_input(context):
-                return self.scan(context.asset_key, rows)
-            frame = self.read(context.asset_key, rows)
+        try:
+            with input_materialised(context):
+                if lazy_input(context):
+                    return self.scan(context.asset_key, rows)
+                frame = self.read(context.asset_key, rows)
+        except NotMaterialised as exc:
+            if not (context.definition_metadata or {}).get(OPTIONAL):
+                raise
+            context.log.info(f"{exc.asset} has not been materialised yet: an optional input, None")
+            return None
         context.log.info(f"loaded {frame.height:,} rows from {self.location(context.asset_key)}")
         return frame
 

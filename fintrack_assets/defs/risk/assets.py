@@ -32,9 +32,18 @@ from fintrack_assets.core.calendar import nyse_sessions
 from fintrack_assets.core.display import money, percent
 from fintrack_assets.core.factors import FACTOR_SYMBOLS, factor_exposures, factor_returns
 from fintrack_assets.core.holdings import external_flows
-from fintrack_assets.core.risk import BENCHMARK, CORRELATION_WINDOW, TAIL_WINDOW, symbol_returns
+from fintrack_assets.core.risk import (
+    BENCHMARK,
+    BETA_WINDOW,
+    CORRELATION_WINDOW,
+    FUNDAMENTAL_COLUMNS,
+    IR_YIELD,
+    MIN_OBSERVATIONS,
+    TAIL_WINDOW,
+    symbol_returns,
+)
 from fintrack_assets.core.stress import HISTORICAL_SCENARIOS, stress_tests
-from fintrack_assets.io_managers.context import COLUMNS, Rows
+from fintrack_assets.io_managers.context import COLUMNS, OPTIONAL, Rows
 from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
@@ -54,6 +63,8 @@ from fintrack_assets.schemas import (
 )
 
 BRONZE = AssetKey("bronze_ohlcv")
+YIELDS = "treasury_yields"
+FUNDAMENTALS = "company_fundamentals"
 BAR_COLUMNS = ["symbol", "date", "close", "split_ratio", "dividend"]
 HISTORY_SESSIONS = TAIL_WINDOW + 1
 """Sessions before a run's first one that its trailing windows reach (one more for the first
@@ -78,6 +89,13 @@ def _bars(sessions: int) -> AssetIn:
 
 
 _HISTORY = _trailing(HISTORY_SESSIONS)
+_YIELDS = AssetIn(
+    # ir_beta's 90 sessions ending at the run's first, and the session before them: the first
+    # change starts from its yield.
+    partition_mapping=_trailing(BETA_WINDOW),
+    metadata={COLUMNS: ["date", IR_YIELD], OPTIONAL: True},
+)
+"""treasury_yields for ir_beta: optional, so risk runs (ir_beta null) before any yields exist."""
 _POLICY = BackfillPolicy.single_run()
 AFTER_HOLDINGS = follows_upstream_once("holdings_daily")
 _RISK_ASSET: dict[str, Any] = {
@@ -149,10 +167,13 @@ def portfolio_returns(
         "portfolio_returns": AssetIn(partition_mapping=_HISTORY),
         "holdings_daily": AssetIn(),
         "bronze_ohlcv": _bars(CORRELATION_WINDOW),
+        YIELDS: _YIELDS,
     },
     description="Per (date, portfolio_id), over trailing windows of sessions ending at D: "
-    "volatility (21/63/252), beta and alpha (90) against SPY, Sharpe, Sortino, max drawdown, "
-    "VaR and CVaR (95/99, as returns and dollars), diversification ratio (63).",
+    "volatility (21/63/252), beta and alpha (90) against SPY, ir_beta (90: the % return for "
+    "+100 bp of the 10-year Treasury yield, from treasury_yields; -7.0 = down 7 % when yields "
+    "rise 1 pp), Sharpe, Sortino, max drawdown, VaR and CVaR (95/99, as returns and dollars), "
+    "diversification ratio (63).",
 )
 def portfolio_risk(
     context: AssetExecutionContext,
@@ -160,6 +181,7 @@ def portfolio_risk(
     portfolio_returns: pl.DataFrame,
     holdings_daily: pl.DataFrame,
     bronze_ohlcv: pl.LazyFrame,
+    treasury_yields: pl.DataFrame | None,
 ) -> Result:
     started = time.perf_counter()
     start, _ = window_dates(context.partition_time_window)
@@ -170,8 +192,12 @@ def portfolio_risk(
         holdings_daily=holdings_daily,
         symbol_returns=prices,
         since=start,
+        yields=treasury_yields,
     )
     seconds = time.perf_counter() - started
+    rates = _ir_beta_note(result, treasury_yields)
+    if treasury_yields is None:
+        context.log.warning(rates)
     last = result.filter(pl.col("date") == result["date"].max()) if result.height else result
     summary = {"summary": MetadataValue.md(_summary(last))}
     if last.height > SUMMARY_COLUMNS:
@@ -181,7 +207,7 @@ def portfolio_risk(
         "portfolio_risk",
         result,
         "date",
-        run={"compute_seconds": round(seconds, 3)},
+        run={"compute_seconds": round(seconds, 3), "ir_beta": rates},
         last=summary,
     )
     yield Output(result)
@@ -197,6 +223,21 @@ def portfolio_risk(
         )
 
 
+def _ir_beta_note(result: pl.DataFrame, yields: pl.DataFrame | None) -> str:
+    """Where ir_beta comes from, or why it is null, in a sentence for the run's metadata."""
+    if yields is None:
+        return (
+            f"null: {YIELDS} has not been materialised yet (materialise it over the run's "
+            f"sessions and the {BETA_WINDOW} before them)"
+        )
+    known = result.height - result["ir_beta"].null_count()
+    return (
+        f"{known:,} of {result.height:,} rows from {YIELDS} ({IR_YIELD}, {yields.height:,} "
+        f"sessions read); null where {BETA_WINDOW} sessions hold fewer than {MIN_OBSERVATIONS} "
+        "(return, yield change) pairs"
+    )
+
+
 SUMMARY_ROWS = 50
 SUMMARY_COLUMNS = 3
 """Portfolios side by side in the inline summary: a wider table runs off the UI's page."""
@@ -210,6 +251,7 @@ _MEASURES: dict[str, tuple[str, str]] = {
     "var_95_1d_usd": ("VaR 95 % 1d in USD", "money"),
     "cvar_95_1d": ("CVaR 95 % 1d", "percent"),
     "beta_90d": ("beta 90d", "number"),
+    "ir_beta": ("ir beta, % per +100 bp", "number"),
     "sharpe_252d": ("Sharpe 252d", "number"),
     "diversification_ratio_63d": ("diversification 63d", "number"),
 }
@@ -345,15 +387,35 @@ def portfolio_factor_exposures(
 @asset(
     **_RISK_ASSET,
     check_specs=[contract_spec(SectorExposure, "sector_exposure")],
-    ins={"holdings_daily": AssetIn(), "symbol_universe": AssetIn()},
+    ins={
+        "holdings_daily": AssetIn(),
+        "symbol_universe": AssetIn(),
+        # Optional: sectors and weights do not wait for fundamentals; their columns stay null.
+        FUNDAMENTALS: AssetIn(metadata={COLUMNS: FUNDAMENTAL_COLUMNS, OPTIONAL: True}),
+    },
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
-    "symbol_universe (CASH is Cash, a symbol without one Unknown).",
+    "symbol_universe (CASH is Cash, a symbol without one Unknown); from company_fundamentals "
+    "known on the date, the value-weighted harmonic P/E (trailing four quarters' EPS), the "
+    "value-weighted market cap, and the share of the sector's value they cover.",
 )
 def sector_exposure(
-    context: AssetExecutionContext, holdings_daily: pl.DataFrame, symbol_universe: pl.DataFrame
+    context: AssetExecutionContext,
+    holdings_daily: pl.DataFrame,
+    symbol_universe: pl.DataFrame,
+    company_fundamentals: pl.DataFrame | None,
 ) -> Result:
-    result = risk_core.sector_exposure(holdings_daily, symbol_universe)
-    add_partition_metadata(context, "sector_exposure", result, "date")
+    result = risk_core.sector_exposure(holdings_daily, symbol_universe, company_fundamentals)
+    if company_fundamentals is None:
+        coverage = f"none: {FUNDAMENTALS} has not been materialised yet, valuations are null"
+        context.log.warning(coverage)
+    else:
+        invested = result.filter(pl.col("valuation_coverage").is_not_null())
+        value = invested["market_value"].sum()
+        covered = (invested["market_value"] * invested["valuation_coverage"]).sum()
+        coverage = percent(covered / value) if value else "n/a: nothing invested"
+    add_partition_metadata(
+        context, "sector_exposure", result, "date", run={"valuation_coverage": coverage}
+    )
     yield Output(result)
     yield contract_check(SectorExposure, result, "sector_exposure")
 
@@ -385,10 +447,12 @@ def holding_correlations(
         "sector_exposure": AssetIn(),
         "portfolio_returns": AssetIn(),
         "holdings_daily": AssetIn(),
+        "portfolio_risk": AssetIn(metadata={COLUMNS: ["date", "portfolio_id", "ir_beta"]}),
     },
     description="Per (date, portfolio_id, scenario): P&L in dollars and percent for equity "
-    "-10/-20/-30 % through the market beta, rates +100 bp through the rates beta, each held "
-    "sector -15 %, and the 2020 crash and 2022 rates replays when bronze covers them.",
+    "-10/-20/-30 % through the market beta, rates +100 bp through ir_beta where treasury "
+    "yields cover its window (else the rates beta to TLT), each held sector -15 %, and the "
+    "2020 crash and 2022 rates replays when bronze covers them.",
 )
 def portfolio_stress_tests(
     context: AssetExecutionContext,
@@ -396,6 +460,7 @@ def portfolio_stress_tests(
     sector_exposure: pl.DataFrame,
     portfolio_returns: pl.DataFrame,
     holdings_daily: pl.DataFrame,
+    portfolio_risk: pl.DataFrame,
     upstream_reader: UpstreamReader,
 ) -> Result:
     """The replays read bronze over the scenarios' own periods, whatever the run's sessions:
@@ -413,7 +478,9 @@ def portfolio_stress_tests(
         sector_exposure,
         history=history,
         holdings=holdings_daily,
+        ir_betas=portfolio_risk,
     )
+    rates = result.filter(pl.col("scenario").str.starts_with("rates_+"))["method"]
     add_partition_metadata(
         context,
         "portfolio_stress_tests",
@@ -422,6 +489,8 @@ def portfolio_stress_tests(
         run={
             "scenarios": result["scenario"].n_unique(),
             "replay_history_rows": history.height,
+            "rates_by_ir_beta": int((rates == "ir_beta").sum()),
+            "rates_by_tlt_beta": int((rates == "factor").sum()),
         },
     )
     yield Output(result)
