@@ -221,11 +221,13 @@ def _upstream(graph, child: str, parent: str, key: str) -> list[str]:
         ("portfolio_risk", "portfolio_returns", 253),
         ("portfolio_risk", "holdings_daily", 0),
         ("portfolio_risk", "bronze_ohlcv", 64),
+        ("portfolio_risk", "treasury_yields", 90),  # ir_beta's 90 changes: 90 + 1 yields
         ("portfolio_factor_exposures", "portfolio_returns", 253),
         ("portfolio_factor_exposures", "bronze_ohlcv", 254),
         ("holding_correlations", "bronze_ohlcv", 64),
         ("sector_exposure", "holdings_daily", 0),
         ("portfolio_stress_tests", "portfolio_returns", 0),
+        ("portfolio_stress_tests", "portfolio_risk", 0),
     ],
 )
 def test_risk_inputs_reach_back_the_sessions_their_windows_need(
