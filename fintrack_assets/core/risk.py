@@ -610,8 +610,6 @@ SECTOR_SCHEMA: dict[str, pl.DataType] = {
 }
 """sector_exposure's columns: one row per (date, portfolio_id, sector)."""
 
-FUNDAMENTAL_COLUMNS = ["symbol", "period_end", "filing_date", "eps", "shares_outstanding"]
-"""What the valuation columns read of company_fundamentals."""
 TTM_QUARTERS = 4
 
 
@@ -759,6 +757,8 @@ def _with_fundamentals(rows: pl.DataFrame, fundamentals: pl.DataFrame | None) ->
             pl.lit(None, pl.Float64).alias("eps_ttm"),
             pl.lit(None, pl.Float64).alias("shares_outstanding"),
         )
-    held = rows.filter(pl.col("symbol") != CASH).select("symbol", "date")
-    known = _fundamentals_as_of(fundamentals, held)
+    held = rows.filter(pl.col("symbol") != CASH).select("symbol", "date").unique()
+    known = _fundamentals_as_of(fundamentals, held).select(
+        "symbol", "date", "eps_ttm", "shares_outstanding"
+    )
     return rows.join(known, on=["symbol", "date"], how="left", maintain_order="left")

@@ -36,7 +36,6 @@ from fintrack_assets.core.risk import (
     BENCHMARK,
     BETA_WINDOW,
     CORRELATION_WINDOW,
-    FUNDAMENTAL_COLUMNS,
     IR_YIELD,
     MIN_OBSERVATIONS,
     TAIL_WINDOW,
@@ -391,7 +390,7 @@ def portfolio_factor_exposures(
         "holdings_daily": AssetIn(),
         "symbol_universe": AssetIn(),
         # Optional: sectors and weights do not wait for fundamentals; their columns stay null.
-        FUNDAMENTALS: AssetIn(metadata={COLUMNS: FUNDAMENTAL_COLUMNS, OPTIONAL: True}),
+        FUNDAMENTALS: AssetIn(metadata={OPTIONAL: True}),
     },
     description="Per (date, portfolio_id, sector): market value and weight, sectors from "
     "symbol_universe (CASH is Cash, a symbol without one Unknown); from company_fundamentals "
