@@ -677,6 +677,7 @@ def fundamentals_frame(rows: list[tuple[str, D, D, float | None, float]]) -> pl.
                 "total_liabilities": 2e9,
                 "operating_cash_flow": 2e8,
                 "source": "test",
+                "fetched_at": dt.datetime(2025, 6, 1, tzinfo=dt.UTC),
             }
             for s, end, filed, eps, shares in rows
         ],
