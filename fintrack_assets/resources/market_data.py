@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -13,14 +13,17 @@ import polars as pl
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
+from fintrack_assets.core.bronze import empty_bars
 from fintrack_assets.core.synthetic import generate_ohlcv
 from fintrack_assets.resources.fetching import (
-    Batch,
+    BatchBars,
     FetchResult,
     Log,
-    batch_line,
+    Plan,
     failures_frame,
+    gather,
     metadata_frame,
+    plan_batches,
 )
 from fintrack_assets.settings import MarketDataSource
 
@@ -28,8 +31,19 @@ from fintrack_assets.settings import MarketDataSource
 class Provider(Protocol):
     name: str
 
+    def batch_size_for(self, sessions: int) -> int:
+        """Symbols per batch for a window of `sessions` sessions."""
+        ...
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        """The planned batches over `sessions` (ascending), each yielded once complete (in
+        any order); failed symbols are reported in their batch, never raised."""
+        ...
+
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
-        """Bars of `symbols` on `sessions` (ascending); failed symbols reported, never raised."""
+        """Bars of `symbols` on `sessions`, every batch of them, gathered."""
         ...
 
     def symbol_metadata(
@@ -39,25 +53,42 @@ class Provider(Protocol):
         ...
 
 
+SYNTHETIC_BATCH_SIZE = 200
+"""Symbols per synthetic batch: large, since generating costs no request, yet a backfill of
+thousands of symbols is still staged (and resumable) in a few dozen steps."""
+
+
 class SyntheticProvider:
-    """The deterministic offline source: one batch, nothing fails, no metadata to refresh."""
+    """The deterministic offline source: nothing fails, no metadata to refresh. A symbol's
+    bars do not depend on its batch, so batches and resumes give the same table."""
 
     name = "synthetic"
 
-    def __init__(self, universe: pl.DataFrame) -> None:
+    def __init__(self, universe: pl.DataFrame, batch_size: int = SYNTHETIC_BATCH_SIZE) -> None:
         self.universe = universe
+        self.size = batch_size
+
+    def batch_size_for(self, sessions: int) -> int:
+        return self.size
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        for number, symbols in plan:
+            started = time.perf_counter()
+            universe = self.universe.filter(pl.col("symbol").is_in(symbols))
+            if sessions:
+                bars = generate_ohlcv(universe, sessions[0], sessions[-1] + dt.timedelta(days=1))
+            else:
+                bars = empty_bars()
+            yield BatchBars(
+                number, symbols, bars, failures_frame([]), time.perf_counter() - started
+            )
 
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
-        started = time.perf_counter()
-        universe = self.universe.filter(pl.col("symbol").is_in(list(symbols)))
-        if sessions:
-            bars = generate_ohlcv(universe, sessions[0], sessions[-1] + dt.timedelta(days=1))
-        else:
-            bars = generate_ohlcv(universe.head(0), dt.date(2000, 1, 3), dt.date(2000, 1, 4))
-        batch = Batch(1, len(symbols), time.perf_counter() - started, 0)
-        log(batch_line(batch, 1, batch.seconds))
-        return FetchResult(
-            bars=bars, batches=[batch], batch_size=len(symbols), symbols_requested=len(symbols)
+        plan = plan_batches(symbols, self.size)
+        return gather(
+            self.fetch_batches(plan, sessions, log), len(plan), self.size, len(symbols), log
         )
 
     def symbol_metadata(

@@ -41,14 +41,15 @@ import polars as pl
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.symbols import is_valid_symbol
 from fintrack_assets.resources.fetching import (
-    Batch,
+    BatchBars,
     FetchResult,
     Log,
+    Plan,
     Retries,
-    batch_line,
     failures_frame,
-    in_batches,
+    gather,
     metadata_frame,
+    plan_batches,
 )
 from fintrack_assets.resources.http import (
     CredentialsRefused,
@@ -66,6 +67,8 @@ INDEX_UNAVAILABLE = "index symbols are not available from Polygon's stocks API"
 FX_UNAVAILABLE = "FX and futures symbols (with '=') are not available from Polygon's stocks API"
 NO_BARS = "no bars returned for the window"
 MALFORMED_ACTION = "malformed split or dividend record from Polygon for this symbol"
+SINGLE_SESSION_BATCH = 1_000_000
+"""One session's plan is one batch: the grouped request serves every symbol at once."""
 MAX_PAGES = 10_000
 """A guard against a server that never stops handing out `next_url`."""
 POLYGON_RETRIES = Retries(max_attempts=5, backoff_base_seconds=1.0, backoff_max_seconds=60.0)
@@ -236,20 +239,32 @@ class PolygonProvider:
 
     # -- bars -------------------------------------------------------------------------------
 
+    def batch_size_for(self, sessions: int) -> int:
+        """A range is one request per ticker, in batches; one session is one grouped request
+        for the whole market, so one batch."""
+        return self.batch_size if sessions > 1 else SINGLE_SESSION_BATCH
+
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
         """Bars for `symbols` over `sessions` (ascending NYSE sessions of the window)."""
         symbols = list(dict.fromkeys(symbols))
-        if not symbols or not sessions:
-            return FetchResult(
-                empty_bars(), batch_size=self.batch_size, symbols_requested=len(symbols)
-            )
+        size = self.batch_size_for(len(sessions))
+        plan = plan_batches(symbols, size) if sessions else []
+        result = gather(self.fetch_batches(plan, sessions, log), len(plan), size, len(symbols), log)
+        result.batch_size = self.batch_size if len(sessions) > 1 else len(symbols)
+        return result
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        """The plan's batches, each once its symbols and the window's corporate actions are in."""
+        plan = [(number, list(dict.fromkeys(group))) for number, group in plan if group]
+        if not plan or not sessions:
+            return
         with self._calls() as (session, pool):
             if len(sessions) == 1:
-                result = self._fetch_grouped(session, pool, symbols, sessions[0], log)
+                yield from self._grouped(session, pool, plan, sessions[0], log)
             else:
-                result = self._fetch_ranges(session, pool, symbols, sessions[0], sessions[-1], log)
-        result.requests = session.requests
-        return result
+                yield from self._ranges(session, pool, plan, sessions[0], sessions[-1], log)
 
     @contextmanager
     def _calls(self) -> Iterator[tuple[_Session, ThreadPoolExecutor]]:
@@ -316,28 +331,25 @@ class PolygonProvider:
                     kept.append((symbol, day, value))
         return actions
 
-    def _fetch_grouped(
-        self,
-        session: _Session,
-        pool: ThreadPoolExecutor,
-        symbols: list[str],
-        day: dt.date,
-        log: Log,
-    ) -> FetchResult:
-        """One session: one grouped-daily request for the whole market, kept to `symbols`."""
+    def _grouped(
+        self, session: _Session, pool: ThreadPoolExecutor, plan: Plan, day: dt.date, log: Log
+    ) -> Iterator[BatchBars]:
+        """One session: one grouped-daily request for the whole market serves every batch."""
         started = time.perf_counter()
+        symbols = [symbol for _, group in plan for symbol in group]
         actions = self._submit_actions(session, pool, day, day)
         grouped = pool.submit(
             session.get,
             f"{session.base}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}",
             {"adjusted": "false"},
         )
+        batch_of = {symbol: number for number, group in plan for symbol in group}
         failures: list[tuple[str, str, int]] = []
         wanted: dict[str, str] = {}
         for symbol in symbols:
             reason = unsupported_reason(symbol)
             if reason:
-                failures.append((symbol, reason, 1))
+                failures.append((symbol, reason, batch_of[symbol]))
             else:
                 wanted[to_polygon(symbol)] = symbol
         bars: dict[str, list[dict[str, Any]]] = {}
@@ -346,22 +358,16 @@ class PolygonProvider:
                 symbol = wanted.get(str(bar.get("T")))
                 if symbol is not None:
                     bars.setdefault(symbol, []).append(bar)
-            failures.extend((s, NO_BARS, 1) for s in wanted.values() if s not in bars)
+            failures.extend((s, NO_BARS, batch_of[s]) for s in wanted.values() if s not in bars)
         except _Failed as exc:
-            failures.extend((s, str(exc), 1) for s in wanted.values())
+            failures.extend((s, str(exc), batch_of[s]) for s in wanted.values())
             bars = {}
         outcome = self._actions_outcome(actions, symbols)
-        bars, failures = _settle(bars, failures, outcome, symbols, dict.fromkeys(symbols, 1), log)
-        failed = len({symbol for symbol, _, _ in failures})
-        batch = Batch(1, len(symbols), time.perf_counter() - started, failed)
-        log(batch_line(batch, 1, batch.seconds))
-        return FetchResult(
-            bars=_with_actions(_bars_frame(bars), outcome),
-            failures=failures_frame(failures),
-            batches=[batch],
-            batch_size=len(symbols),
-            symbols_requested=len(symbols),
-        )
+        _say_if_failed(outcome, log)
+        bars, failures = _settle(bars, failures, outcome, symbols, batch_of)
+        seconds = time.perf_counter() - started
+        for number, group in plan:
+            yield _batch_bars(number, group, bars, failures, outcome, seconds, session.requests)
 
     def _symbol_bars(
         self, session: _Session, symbol: str, first: dt.date, last: dt.date
@@ -381,27 +387,26 @@ class PolygonProvider:
             return started, str(exc)
         return started, bars if bars else NO_BARS
 
-    def _fetch_ranges(
+    def _ranges(
         self,
         session: _Session,
         pool: ThreadPoolExecutor,
-        symbols: list[str],
+        plan: Plan,
         first: dt.date,
         last: dt.date,
         log: Log,
-    ) -> FetchResult:
-        """Several sessions: one range request per ticker (paged), all through one pool.
-        A batch's line is logged once its symbols are done and the corporate actions are in
-        (they are submitted first, so they rarely hold a line back): only then is its count
-        of failed symbols final."""
-        fetch_started = time.perf_counter()
+    ) -> Iterator[BatchBars]:
+        """Several sessions: one range request per ticker (paged), all through one pool. A
+        batch is yielded once its symbols are done and the corporate actions are in (they are
+        submitted first, so they rarely hold a batch back): only then is it final."""
+        symbols = [symbol for _, group in plan for symbol in group]
         actions = self._submit_actions(session, pool, first, last)
-        groups = list(in_batches(symbols, self.batch_size))
-        progress = {n: _Progress(len(group)) for n, group in enumerate(groups, 1)}
+        groups = dict(plan)
+        progress = {number: _Progress(len(group)) for number, group in plan}
         batch_of: dict[str, int] = {}
         failures: list[tuple[str, str, int]] = []
         pending: dict[Future[tuple[float, list[dict[str, Any]] | str]], str] = {}
-        for number, group in enumerate(groups, 1):
+        for number, group in plan:
             for symbol in group:
                 batch_of[symbol] = number
                 reason = unsupported_reason(symbol)
@@ -410,15 +415,14 @@ class PolygonProvider:
                 else:
                     pending[pool.submit(self._symbol_bars, session, symbol, first, last)] = symbol
                     progress[number].open += 1
-        completed = [n for n, p in progress.items() if p.open == 0]
+        completed = [number for number, state in progress.items() if state.open == 0]
         bars: dict[str, list[dict[str, Any]]] = {}
         outcome: _Actions | str | None = None
-        records: list[Batch] = []
         # as_completed registers its waiter once; wait(FIRST_COMPLETED) in a loop would
         # re-register on every pending future per wake-up (quadratic, under the GIL).
         for future in as_completed([*actions, *pending]):
             if future in pending:
-                symbol = pending[future]
+                symbol = pending.pop(future)
                 state = progress[batch_of[symbol]]
                 started, result = future.result()  # PolygonAuthError propagates
                 state.started = min(state.started, started)
@@ -432,34 +436,25 @@ class PolygonProvider:
                     completed.append(batch_of[symbol])
             if outcome is None and all(action.done() for action in actions):
                 outcome = self._actions_outcome(actions, symbols)
-                if isinstance(outcome, str):
-                    log(f"{outcome}: every symbol marked failed, no bars kept")
+                _say_if_failed(outcome, log)
             if outcome is not None:
-                failed_symbols = {symbol for symbol, _, _ in failures}
-                if isinstance(outcome, _Actions):
-                    failed_symbols |= outcome.malformed
                 for number in completed:
-                    state = progress[number]
-                    group = groups[number - 1]
-                    failed = (
-                        state.size
-                        if isinstance(outcome, str)
-                        else sum(symbol in failed_symbols for symbol in group)
+                    group = groups[number]
+                    mine = [f for f in failures if f[2] == number]
+                    kept, mine = _settle(
+                        {s: bars.pop(s) for s in group if s in bars}, mine, outcome, group, batch_of
                     )
-                    records.append(Batch(number, state.size, state.seconds, failed))
-                    elapsed = time.perf_counter() - fetch_started
-                    log(batch_line(records[-1], len(groups), elapsed, len(records)))
+                    seconds = progress[number].seconds
+                    yield _batch_bars(number, group, kept, mine, outcome, seconds, session.requests)
                 completed = []
         if outcome is None:  # only without any symbol to wait for
             outcome = self._actions_outcome(actions, symbols)
-        bars, failures = _settle(bars, failures, outcome, symbols, batch_of, None)
-        return FetchResult(
-            bars=_with_actions(_bars_frame(bars), outcome),
-            failures=failures_frame(failures),
-            batches=sorted(records, key=lambda batch: batch.number),
-            batch_size=self.batch_size,
-            symbols_requested=len(symbols),
-        )
+            _say_if_failed(outcome, log)
+        for number in completed:
+            group = groups[number]
+            mine = [f for f in failures if f[2] == number]
+            kept, mine = _settle({}, mine, outcome, group, batch_of)
+            yield _batch_bars(number, group, kept, mine, outcome, 0.0, session.requests)
 
     # -- ticker details ---------------------------------------------------------------------
 
@@ -511,14 +506,11 @@ def _settle(
     outcome: _Actions | str,
     symbols: list[str],
     batch_of: dict[str, int],
-    log: Log | None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[str, str, int]]]:
     """The symbols' results once the corporate actions are known. Failed actions fail every
     symbol (its own error wins where it had one); a malformed action record fails its
     symbol. Either way no bar is kept whose adjustments are unknown."""
     if isinstance(outcome, str):
-        if log is not None:
-            log(f"{outcome}: every symbol marked failed, no bars kept")
         already = {symbol for symbol, _, _ in failures}
         return {}, failures + [
             (symbol, outcome, batch_of[symbol]) for symbol in symbols if symbol not in already
@@ -527,6 +519,33 @@ def _settle(
         failures.append((symbol, MALFORMED_ACTION, batch_of[symbol]))
         del bars[symbol]
     return bars, failures
+
+
+def _say_if_failed(outcome: _Actions | str, log: Log) -> None:
+    if isinstance(outcome, str):
+        log(f"{outcome}: every symbol marked failed, no bars kept")
+
+
+def _batch_bars(
+    number: int,
+    group: list[str],
+    bars: dict[str, list[dict[str, Any]]],
+    failures: list[tuple[str, str, int]],
+    outcome: _Actions | str,
+    seconds: float,
+    requests: int,
+) -> BatchBars:
+    """One batch's settled bars (actions joined) and failures."""
+    members = set(group)
+    mine = {symbol: rows for symbol, rows in bars.items() if symbol in members}
+    return BatchBars(
+        number,
+        group,
+        _with_actions(_bars_frame(mine), outcome),
+        failures_frame([f for f in failures if f[0] in members]),
+        seconds,
+        requests,
+    )
 
 
 _AGG_SCHEMA = {"t": pl.Int64, **dict.fromkeys("ohlcv", pl.Float64)}

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,15 +23,16 @@ from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.progress import Clock
 from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
 from fintrack_assets.resources.fetching import (
-    Batch,
+    BatchBars,
     FetchResult,
     Log,
     MetadataRow,
+    Plan,
     Retries,
-    batch_line,
     failures_frame,
-    in_batches,
+    gather,
     metadata_frame,
+    plan_batches,
 )
 
 RATE_LIMITED = "YFRateLimitError"
@@ -137,29 +138,38 @@ class YahooProvider:
 
     name = "yfinance"
 
+    def batch_size_for(self, sessions: int) -> int:
+        return self.batch_size_single if sessions <= 1 else self.batch_size_range
+
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
-        size = self.batch_size_single if len(sessions) <= 1 else self.batch_size_range
-        result = FetchResult(bars=empty_bars(), batch_size=size, symbols_requested=len(symbols))
-        if not sessions or not symbols:
-            return result
+        size = self.batch_size_for(len(sessions))
+        plan = plan_batches(symbols, size)
+        return gather(self.fetch_batches(plan, sessions, log), len(plan), size, len(symbols), log)
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        """One `yf.download` per batch (its failed tickers retried), in plan order."""
+        if not sessions:
+            return
         start, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
-        groups = list(in_batches(symbols, size))
-        pieces: list[pl.DataFrame] = []
-        failures: list[tuple[str, str, int]] = []
-        fetch_started = self.clock()
-        for number, group in enumerate(groups, start=1):
+        counter = FetchResult(bars=empty_bars())
+        for number, group in plan:
             started = self.clock()
-            bars, failed = self._download_batch(group, start, end, result)
-            bars, split_failures = self._as_traded(bars, result)
+            bars, failed = self._download_batch(group, start, end, counter)
+            bars, split_failures = self._as_traded(bars, counter)
             failed |= split_failures
-            pieces.append(bars)
-            failures.extend((symbol, error, number) for symbol, error in sorted(failed.items()))
-            batch = Batch(number, len(group), self.clock() - started, len(failed))
-            result.batches.append(batch)
-            log(batch_line(batch, len(groups), self.clock() - fetch_started))
-        result.bars = pl.concat([empty_bars(), *pieces], how="diagonal_relaxed").select(BAR_COLUMNS)
-        result.failures = failures_frame(failures)
-        return result
+            failures = failures_frame(
+                [(symbol, error, number) for symbol, error in sorted(failed.items())]
+            )
+            yield BatchBars(
+                number,
+                group,
+                pl.concat([empty_bars(), bars], how="diagonal_relaxed").select(BAR_COLUMNS),
+                failures,
+                self.clock() - started,
+                counter.requests,
+            )
 
     def _download_batch(
         self, tickers: list[str], start: dt.date, end: dt.date, result: FetchResult

@@ -3,6 +3,8 @@
 import datetime as dt
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import polars as pl
 from dagster import (
@@ -27,13 +29,18 @@ from pydantic import Field
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.display import percent, rate
+from fintrack_assets.core.fetch_plan import PAIR_SCHEMA, keep_wanted, missing_pairs, stage_key
 from fintrack_assets.core.market import normalise_raw
+from fintrack_assets.core.membership import MEMBER_SPELLS, expected_pairs
 from fintrack_assets.core.universe import (
     load_universe,
     split_valid,
     stale_symbols,
     with_provider_metadata,
 )
+from fintrack_assets.io_managers.context import MergeRows
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.stage import FetchStage
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
@@ -48,6 +55,8 @@ from fintrack_assets.metadata import (
     share_threshold,
 )
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
+from fintrack_assets.resources.fetch_run import run_fetch
+from fintrack_assets.resources.fetching import plan_batches
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
 from fintrack_assets.settings import get_settings
@@ -132,6 +141,62 @@ class RawConfig(Config):
         0.05,
         "The symbol_failures check fails when more than this share of the universe failed to fetch",
     )
+    mode: Literal["replace", "missing"] = Field(
+        default="replace",
+        description="replace: fetch the whole window and replace it. missing: fetch only the "
+        "(symbol, session) pairs the window lacks (the symbols that failed last time among "
+        "them) and merge them in, leaving stored rows as they are.",
+    )
+    resume: bool = Field(
+        default=True,
+        description="Reuse the batches an earlier attempt of the same fetch (same provider, "
+        "symbols, sessions and mode) staged in the lake; false fetches everything again.",
+    )
+    stage_max_age_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="A staged fetch older than this is discarded rather than resumed: the "
+        "provider may have revised its data since.",
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a raw_ohlcv run asks the provider for."""
+
+    symbols: list[str]
+    sessions: list[dt.date]
+    wanted: pl.DataFrame | None
+    """The (symbol, session) pairs to keep; None keeps every bar of the window."""
+    missing: int | None = None
+    """Under `mode: missing`, the pairs the window lacked."""
+
+
+def _request(
+    config: RawConfig, universe: pl.DataFrame, sessions: list[dt.date], existing: pl.DataFrame
+) -> _Request:
+    """Members of a point-in-time universe are wanted on their member sessions only; under
+    `mode: missing` only the pairs `existing` lacks, over the sessions that span them."""
+    point_in_time = (
+        MEMBER_SPELLS in universe.columns and universe[MEMBER_SPELLS].is_not_null().any()
+    )
+    if config.mode == "replace":
+        wanted = expected_pairs(universe, sessions) if point_in_time else None
+        symbols = universe["symbol"] if wanted is None else wanted["symbol"].unique()
+        return _Request(symbols.sort().to_list(), sessions, wanted)
+    wanted = missing_pairs(expected_pairs(universe, sessions), existing)
+    if wanted.is_empty():
+        return _Request([], [], wanted, 0)
+    first, last = wanted["date"].min(), wanted["date"].max()
+    span = [day for day in sessions if first <= day <= last]  # type: ignore[operator]
+    return _Request(wanted["symbol"].unique().sort().to_list(), span, wanted, wanted.height)
+
+
+def _stored_pairs(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
+    table = lake.table(["raw_ohlcv"])
+    if not table.exists():
+        return pl.DataFrame(schema=PAIR_SCHEMA)
+    return table.read_window("date", start, end, ["symbol", "date"])
 
 
 @asset(
@@ -142,7 +207,8 @@ class RawConfig(Config):
     pool=MARKET_DATA_POOL,
     retry_policy=FETCH_RETRY,
     group_name="market",
-    description="Daily bars as the provider returned them, normalised; one Delta table.",
+    description="Daily bars as the provider returned them, normalised; one Delta table. A "
+    "range is fetched in batches staged in the lake, so a run that dies resumes.",
     check_specs=[
         AssetCheckSpec(
             "symbol_failures",
@@ -156,8 +222,9 @@ def raw_ohlcv(
     context: AssetExecutionContext,
     config: RawConfig,
     market_data: MarketDataResource,
+    lake: ResourceParam[LakeIOManager],
     symbol_universe: pl.DataFrame,
-) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+) -> Iterator[Output[Any] | AssetCheckResult]:
     start, end, sessions = _window(context)
     pending = unclosed_sessions(sessions)
     if pending:
@@ -166,46 +233,97 @@ def raw_ohlcv(
             allow_retries=False,
         )
     provider = market_data.provider(symbol_universe)
-    symbols = symbol_universe["symbol"].to_list()
-    context.log.info(
-        f"fetching {len(symbols)} symbols x {len(sessions)} sessions [{start}, {end}) "
-        f"from {provider.name}"
+    stored = (
+        _stored_pairs(lake, start, end)
+        if config.mode == "missing"
+        else pl.DataFrame(schema=PAIR_SCHEMA)
     )
-    started = time.perf_counter()
-    fetched = provider.fetch(symbols, sessions, context.log.info)
-    raw, misplaced = normalise_raw(fetched.bars, provider.name, start, end, dt.datetime.now(dt.UTC))
+    request = _request(config, symbol_universe, sessions, stored)
+    plan = plan_batches(request.symbols, provider.batch_size_for(len(request.sessions)))
+    key = stage_key(
+        provider.name,
+        plan,
+        request.sessions,
+        config.mode,
+        request.wanted if config.mode == "missing" else None,
+    )
+    stage = (
+        FetchStage(lake.lake_url, "raw_ohlcv", key, lake.storage_options)
+        if config.resume and len(plan) > 1
+        else None
+    )
+    ingested_at = dt.datetime.now(dt.UTC)
+
+    def normalise(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        inside, outside = normalise_raw(bars, provider.name, start, end, ingested_at)
+        kept, dropped = keep_wanted(inside, request.wanted)
+        return kept, outside, dropped
+
+    context.log.info(
+        f"fetching {len(request.symbols)} symbols x {len(request.sessions)} sessions "
+        f"[{start}, {end}) from {provider.name} in {len(plan)} batch(es)"
+        + (
+            f"; {request.missing:,} (symbol, session) pairs missing"
+            if config.mode == "missing"
+            else ""
+        )
+    )
+    outcome = run_fetch(
+        provider,
+        plan,
+        request.sessions,
+        normalise,
+        stage,
+        context.log.info,
+        getattr(provider, "clock", time.perf_counter),
+        dt.timedelta(hours=config.stage_max_age_hours),
+    )
+    raw, misplaced, failures = outcome.bars, outcome.outside, outcome.failures
     if not misplaced.is_empty():
         context.log.warning(
             f"{misplaced.height} bar(s) dated outside [{start}, {end}) or undated; "
             "listed in metadata, not stored in this partition"
         )
-    seconds = time.perf_counter() - started
-    failed_share = fetched.symbols_failed / len(symbols) if symbols else 0.0
+    failed_symbols = failures["symbol"].n_unique()
+    failed_share = failed_symbols / len(request.symbols) if request.symbols else 0.0
     context.log.info(
-        f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
-        f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
+        f"fetched {raw.height:,} rows in {outcome.seconds:.2f} s: "
+        f"{len(request.symbols) - failed_symbols} symbols succeeded, {failed_symbols} failed; "
+        f"{outcome.batches_fetched} batch(es) fetched, {outcome.batches_resumed} resumed"
     )
-    add_partition_metadata(
-        context,
-        "raw_ohlcv",
-        raw,
-        "date",
-        run={
-            "compute_seconds": round(seconds, 3),
-            "sessions": len(sessions),
-            "batches_total": len(fetched.batches),
-            "batch_size": fetched.batch_size,
-            "requests": fetched.requests,
-            "symbols_requested": fetched.symbols_requested,
-            "symbols_succeeded": fetched.symbols_succeeded,
-            "symbols_failed": fetched.symbols_failed,
-            "failures": MetadataValue.md(markdown_table(fetched.failures, rows=50)),
-            "rows_outside_window": misplaced.height,
-            "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
-            "throughput": rate(raw.height, seconds),
-        },
-    )
-    yield Output(raw, metadata={"source": provider.name})
+    run: dict[str, Any] = {
+        **outcome.progress.figures(outcome.seconds),
+        "mode": config.mode,
+        "fetch_seconds": round(outcome.seconds, 3),
+        "sessions": len(sessions),
+        "batch_size": (plan and len(plan[0][1])) or 0,
+        "batches_fetched": outcome.batches_fetched,
+        "batches_resumed": outcome.batches_resumed,
+        "staged": outcome.staged,
+        "requests": outcome.requests,
+        "symbols_requested": len(request.symbols),
+        "symbols_succeeded": len(request.symbols) - failed_symbols,
+        "failures": MetadataValue.md(markdown_table(failures, rows=50)),
+        "rows_outside_window": misplaced.height,
+        "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
+        "rows_not_wanted": outcome.dropped,
+        "throughput": rate(raw.height, outcome.seconds),
+    }
+    counted = raw
+    if config.mode == "missing":
+        still = missing_pairs(request.wanted, raw) if request.wanted is not None else raw.head(0)
+        run |= {
+            "pairs_missing": request.missing or 0,
+            "pairs_fetched": raw.height,
+            "pairs_still_missing": still.height,
+            "still_missing": MetadataValue.md(markdown_table(still, rows=20)),
+        }
+        counted = pl.concat([stored, raw.select("symbol", "date")])
+    add_partition_metadata(context, "raw_ohlcv", counted, "date", run=run)
+    value = MergeRows(raw, ("symbol", "date")) if config.mode == "missing" else raw
+    yield Output(value, metadata={"source": provider.name})
+    if stage is not None:
+        stage.discard()  # only now: the window is committed
     yield AssetCheckResult(
         check_name="symbol_failures",
         asset_key="raw_ohlcv",
@@ -214,8 +332,8 @@ def raw_ohlcv(
         metadata={
             "failed_share": percent(failed_share),
             "threshold": percent(config.max_failed_share),
-            "symbols_failed": fetched.symbols_failed,
-            "failed_symbols": ", ".join(fetched.failures["symbol"].unique().sort().head(50)),
+            "symbols_failed": failed_symbols,
+            "failed_symbols": ", ".join(failures["symbol"].unique().sort().head(50)),
         },
     )
 
