@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, Failure
 from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.fetch_plan import FetchProgress, missing_pairs, stage_key
@@ -78,11 +79,14 @@ def _fresh_records() -> Iterator[None]:
     CRASH_AFTER.clear()
 
 
-def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Platform:
+def platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, s3: dict[str, str] | None = None
+) -> Platform:
+    lake = {"FINTRACK_LAKE_URL": str(tmp_path / name / "lake")} if s3 is None else s3
     made = Platform(
         {
             "FINTRACK_UNIVERSE": "synthetic:9",
-            "FINTRACK_LAKE_URL": str(tmp_path / name / "lake"),
+            **lake,
             "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path / name}.duckdb",
             "FINTRACK_START_DATE": "2024-01-02",
         },
@@ -98,11 +102,14 @@ def raw_rows(made: Platform) -> pl.DataFrame:
 
 
 def staged_keys(made: Platform) -> list[str]:
-    uri = Path(made.settings.lake_url) / STAGE_ROOT / "raw_ohlcv"
-    if not uri.exists():
+    lake = made.defs.resources["lake"]
+    uri = f"{lake.lake_url}/{STAGE_ROOT}/raw_ohlcv"  # type: ignore[union-attr]
+    options = lake.storage_options or None  # type: ignore[union-attr]
+    try:
+        table = DeltaTable(uri, storage_options=options)
+    except TableNotFoundError:
         return []
-    files = DeltaTable(str(uri)).to_pyarrow_table(columns=[KEY])
-    return sorted(set(files.column(KEY).to_pylist()))
+    return sorted(set(table.to_pyarrow_table(columns=[KEY]).column(KEY).to_pylist()))
 
 
 def raw_config(**config: Any) -> dict[str, Any]:
@@ -177,6 +184,31 @@ def test_a_range_that_died_part_way_resumes_without_fetching_its_staged_batches_
     assert made.market(FIRST, LAST, assets=["raw_ohlcv"]).success  # a plain re-run
     assert [batch for batch, *_ in FETCHED] == [1, 2, 3, 4, 5]
     assert raw_rows(made).equals(expected)
+
+
+def test_resume_and_missing_work_on_an_s3_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_endpoint: str, s3_bucket: str
+) -> None:
+    s3 = {"FINTRACK_LAKE_URL": f"s3://{s3_bucket}/lake", "AWS_ENDPOINT_URL": s3_endpoint}
+    made = platform(tmp_path, monkeypatch, "s3", s3)
+    CRASH_AFTER.append(2)
+    assert not made.market(FIRST, LAST, assets=["raw_ohlcv"]).success
+    assert len(staged_keys(made)) == 1
+    FETCHED.clear()
+    assert made.market(FIRST, LAST, assets=["raw_ohlcv"]).success
+    assert [batch for batch, *_ in FETCHED] == [3, 4, 5]
+    assert staged_keys(made) == []
+    complete = raw_rows(made)
+    assert complete.height == 9 * len(SESSIONS)
+
+    lake = made.defs.resources["lake"]
+    table = DeltaTable(made.lake("raw_ohlcv").uri, storage_options=lake.storage_options)  # type: ignore[union-attr]
+    table.delete(f"symbol = 'SYN0004' AND date = '{SESSIONS[7].isoformat()}'")
+    FETCHED.clear()
+    run = made.market(FIRST, LAST, assets=["raw_ohlcv"], run_config=raw_config(mode="missing"))
+    assert run.success
+    assert [(1, ("SYN0004",), SESSIONS[7], SESSIONS[7])] == FETCHED
+    assert raw_rows(made).equals(complete)
 
 
 def test_a_stage_of_another_window_or_resume_off_is_never_reused(
