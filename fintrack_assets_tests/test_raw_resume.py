@@ -260,6 +260,7 @@ def test_mode_missing_fetches_exactly_the_absent_pairs_and_leaves_stored_rows_al
     assert metadata["run/pairs_missing"] == 3
     assert metadata["run/pairs_fetched"] == 3
     assert metadata["run/pairs_still_missing"] == 0
+    assert metadata["rows_merged"] == 3  # exactly the deleted pairs were inserted
     assert metadata["dagster/row_count"] == 9  # the partition's rows, stored and merged
     FETCHED.clear()
     again = made.market(FIRST, LAST, assets=["raw_ohlcv"], run_config=raw_config(mode="missing"))

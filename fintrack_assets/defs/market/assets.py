@@ -294,7 +294,7 @@ def raw_ohlcv(
     run: dict[str, Any] = {
         **outcome.progress.figures(outcome.seconds),
         "mode": config.mode,
-        "fetch_seconds": round(outcome.seconds, 3),
+        "compute_seconds": round(outcome.seconds, 3),
         "sessions": len(sessions),
         "batch_size": (plan and len(plan[0][1])) or 0,
         "batches_fetched": outcome.batches_fetched,
