@@ -304,3 +304,29 @@ def test_without_an_injected_sleep_the_wait_ends_when_the_call_is_cancelled() ->
     cancelled.set()
     assert limited.acquire(cancelled=cancelled) == pytest.approx(MINUTE)  # planned, not slept
     assert clock.time == 0.0 and limited.acquired == 1
+
+
+def test_the_budget_holds_across_a_runs_calls() -> None:
+    """Each call opens its own client; the budget is the provider's. At 4 a minute: ticker
+    details for 2 symbols (2 requests), then a session twice (grouped bars, splits,
+    dividends: 3 each) are 8 requests: 4 at 0 s and 4 at 60.001 s, not 2 + 3 + 3 at 0 s."""
+    clock = FakeClock()
+    sent: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(clock.thread_time())
+        return transport.handle_request(request)
+
+    transport = mock_transport(RecordedPolygon())
+    provider = PolygonProvider(
+        api_key="pk_TEST",
+        transport=httpx.MockTransport(handle),
+        retries=replace(POLYGON_RETRIES, sleep=clock.sleep),
+        budget=budget(4, clock),
+    )
+    provider.symbol_metadata(["AAPL", "MSFT"], lambda line: None)
+    for _ in range(2):
+        result = provider.fetch(["AAPL", "MSFT"], [dt.date(2024, 6, 10)], lambda line: None)
+        assert result.failures.is_empty() and result.requests == 3
+    assert stamps(sent) == [0.0] * 4 + [60.001] * 4
+    assert most_in_a_minute(sent) == 4
