@@ -77,6 +77,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
                 if settings.polygon_url.value != DEFAULT_POLYGON_URL
                 else DEFAULT_POLYGON_URL
             ),
+            rate_limit_per_minute=settings.market_data_rate_limit,
         ),
         "alert_webhook": AlertWebhook(
             url=EnvVar("FINTRACK_ALERT_WEBHOOK_URL") if settings.alert_webhook_url else None

@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr
 
 from fintrack_assets.core.bronze import empty_bars
 from fintrack_assets.core.synthetic import generate_ohlcv
+from fintrack_assets.resources.budget import UNLIMITED, RateBudget
 from fintrack_assets.resources.fetching import (
     BatchBars,
     FetchResult,
@@ -30,6 +31,7 @@ from fintrack_assets.settings import MarketDataSource
 
 class Provider(Protocol):
     name: str
+    budget: RateBudget  # requests per minute in force, and what waiting for it cost
 
     def batch_size_for(self, sessions: int) -> int:
         """Symbols per batch for a window of `sessions` sessions."""
@@ -63,6 +65,8 @@ class SyntheticProvider:
     bars do not depend on its batch, so batches and resumes give the same table."""
 
     name = "synthetic"
+    budget = UNLIMITED  # nothing is requested
+    rate_limit_per_minute = None
 
     def __init__(self, universe: pl.DataFrame, batch_size: int = SYNTHETIC_BATCH_SIZE) -> None:
         self.universe = universe
@@ -117,6 +121,14 @@ class MarketDataResource(ConfigurableResource):
     yfinance_threads: int = Field(default=4, description="Threads yf.download may use.")
     max_attempts: int = Field(default=4, description="Attempts per failed symbol or request.")
     timeout_seconds: float = Field(default=30.0, description="Per Polygon request.")
+    rate_limit_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="Requests per minute the provider may be sent, retries included, over the "
+        "run's threads (FINTRACK_MARKET_DATA_RATE_LIMIT; e.g. 5 for Polygon's free tier). "
+        "Unset: unlimited. Each run has its own budget: keep the market_data_api pool at 1 "
+        "per key.",
+    )
 
     _cached: object | None = PrivateAttr(default=None)
 
@@ -130,9 +142,15 @@ class MarketDataResource(ConfigurableResource):
 
     def _build(self) -> Provider:
         if self.source == "yfinance":
-            from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YahooProvider
+            from fintrack_assets.resources.yahoo import (
+                YAHOO_RETRIES,
+                BudgetedAdapter,
+                YahooProvider,
+                YFinanceAdapter,
+            )
 
             return YahooProvider(
+                adapter=BudgetedAdapter(YFinanceAdapter(), self._budget()),
                 batch_size_single=self.batch_size_single,
                 batch_size_range=self.batch_size_range,
                 threads=self.yfinance_threads,
@@ -150,7 +168,12 @@ class MarketDataResource(ConfigurableResource):
                 timeout_seconds=self.timeout_seconds,
                 retries=replace(POLYGON_RETRIES, max_attempts=self.max_attempts),
                 batch_size=self.batch_size_range,
+                budget=self._budget(),
             )
         raise ValueError(
             f"unknown market data source {self.source!r}: synthetic, yfinance or polygon"
         )
+
+    def _budget(self) -> RateBudget:
+        """The provider's budget: one per provider, so one per run (`provider` caches it)."""
+        return RateBudget(self.rate_limit_per_minute)

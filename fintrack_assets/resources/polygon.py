@@ -12,6 +12,9 @@ benchmarked against a local stub. Design points:
 - Every request of a fetch goes through one `resources.http` client (one pooled
   `httpx.Client`, one thread pool of `max_concurrency`), so at most that many requests are in
   flight, whatever the batching; retries, `Retry-After` and what a status means are its.
+- `budget` (`rate_limit_per_minute`, unlimited by default; the free tier allows 5) is the
+  provider's, shared by every call and thread of it: each request, retries included, waits
+  for a unit of it before it is sent (`resources.budget`).
 - The API key travels only in the `Authorization` header and only to `base_url`: `next_url`
   is followed on `base_url` (its path and query), so a proxy or stub keeps working and the
   token never goes to a host it was not configured for. It is in no repr, log line, error
@@ -40,6 +43,7 @@ import polars as pl
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.symbols import is_valid_symbol
+from fintrack_assets.resources.budget import RateBudget
 from fintrack_assets.resources.fetching import (
     BatchBars,
     FetchResult,
@@ -230,6 +234,11 @@ class PolygonProvider:
     retries: Retries = POLYGON_RETRIES
     batch_size: int = 50
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    budget: RateBudget = field(default_factory=RateBudget.unlimited)
+
+    @property
+    def rate_limit_per_minute(self) -> int | None:
+        return self.budget.per_minute
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -279,6 +288,7 @@ class PolygonProvider:
             retries.backoff_max_seconds,
             self.transport,
             retries.sleep,
+            self.budget,
         )
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with threaded_client(self.base_url, policy, "polygon", headers=headers) as (http, pool):

@@ -2,7 +2,8 @@
 
 yfinance is reached only through `YahooAdapter` (download, split history, info), so the
 batching, retry and reconstruction logic is tested with recorded frames while the adapter
-itself stays a few lines of yfinance calls.
+itself stays a few lines of yfinance calls. A request budget (`rate_limit_per_minute`) wraps
+the adapter (`BudgetedAdapter`), so every call, retries included, waits for it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tenacity import RetryCallState, retry_if_exception_type, retry_if_result
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.progress import Clock
 from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
+from fintrack_assets.resources.budget import UNLIMITED, RateBudget
 from fintrack_assets.resources.fetching import (
     BatchBars,
     FetchResult,
@@ -118,6 +120,31 @@ class YFinanceAdapter:
         import yfinance as yf
 
         return dict(yf.Ticker(ticker).info or {})
+
+
+@dataclass
+class BudgetedAdapter:
+    """An adapter whose calls first wait for the provider's request budget. `yf.download`
+    sends one chart request per ticker, so a download takes a unit per ticker (one at a
+    time: a batch larger than a minute's budget waits longer, it is not refused); a split
+    history or an info call takes one."""
+
+    inner: YahooAdapter
+    budget: RateBudget
+
+    def download(
+        self, tickers: list[str], start: dt.date, end: dt.date, threads: int
+    ) -> tuple[pd.DataFrame | None, dict[str, str]]:
+        self.budget.acquire(len(tickers))
+        return self.inner.download(tickers, start, end, threads)
+
+    def splits(self, ticker: str) -> pd.Series:
+        self.budget.acquire()
+        return self.inner.splits(ticker)
+
+    def info(self, ticker: str) -> dict[str, Any]:
+        self.budget.acquire()
+        return self.inner.info(ticker)
 
 
 def _never_splits(symbol: str) -> bool:
@@ -259,6 +286,15 @@ class YahooProvider:
             )
         log(f"symbol metadata from yfinance: {len(rows)} refreshed, {len(failures)} failed")
         return metadata_frame(rows), failures_frame(failures)
+
+    @property
+    def budget(self) -> RateBudget:
+        """The request budget its adapter waits for (`BudgetedAdapter`), else unlimited."""
+        return self.adapter.budget if isinstance(self.adapter, BudgetedAdapter) else UNLIMITED
+
+    @property
+    def rate_limit_per_minute(self) -> int | None:
+        return self.budget.per_minute
 
 
 def _short(exc: BaseException) -> str:
