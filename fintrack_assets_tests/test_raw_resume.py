@@ -24,6 +24,7 @@ from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.fetch_plan import FetchProgress, missing_pairs, stage_key
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.io_managers.stage import KEY, STAGE_ROOT
+from fintrack_assets.resources.budget import UNLIMITED
 from fintrack_assets.resources.fetching import BatchBars, Log, Plan
 from fintrack_assets.resources.market_data import MarketDataResource, SyntheticProvider
 from fintrack_assets_tests.helpers import Platform
@@ -44,6 +45,7 @@ class Recording:
     failing part way when told to (as a killed or crashed fetch would)."""
 
     name = "synthetic"
+    budget = UNLIMITED
 
     def __init__(self, universe: pl.DataFrame) -> None:
         self.inner = SyntheticProvider(universe, batch_size=2)

@@ -261,7 +261,8 @@ def raw_ohlcv(
 
     context.log.info(
         f"fetching {len(request.symbols)} symbols x {len(request.sessions)} sessions "
-        f"[{start}, {end}) from {provider.name} in {len(plan)} batch(es)"
+        f"[{start}, {end}) from {provider.name} in {len(plan)} batch(es), "
+        f"budget {provider.budget.description}"
         + (
             f"; {request.missing:,} (symbol, session) pairs missing"
             if config.mode == "missing"
@@ -308,6 +309,7 @@ def raw_ohlcv(
         "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
         "rows_not_wanted": outcome.dropped,
         "throughput": rate(raw.height, outcome.seconds),
+        **provider.budget.metadata(),
     }
     counted = raw
     if config.mode == "missing":
