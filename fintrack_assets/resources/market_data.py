@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -23,6 +23,9 @@ from fintrack_assets.resources.fetching import (
     metadata_frame,
 )
 from fintrack_assets.settings import MarketDataSource
+
+if TYPE_CHECKING:
+    from fintrack_assets.resources.fundamentals import FundamentalsSource
 
 
 class Provider(Protocol):
@@ -123,3 +126,10 @@ class MarketDataResource(ConfigurableResource):
         raise ValueError(
             f"unknown market data source {self.source!r}: synthetic, yfinance or polygon"
         )
+
+    def fundamentals_source(self) -> FundamentalsSource:
+        """Company fundamentals and treasury yields from the same provider
+        (resources/fundamentals.py)."""
+        from fintrack_assets.resources.fundamentals import fundamentals_source
+
+        return fundamentals_source(self)
