@@ -94,7 +94,10 @@ def treasury_yields(
     try:
         fetched = source.yields(sessions, context.log.info)
     except YieldsUnavailable as exc:
-        raise Failure(f"treasury yields unavailable from {source.name}: {exc}") from None
+        # The source has retried already (with backoff, Retry-After): not retried again.
+        raise Failure(
+            f"treasury yields unavailable from {source.name}: {exc}", allow_retries=False
+        ) from None
     seconds = time.perf_counter() - started
     yields = (
         fetched.rows.with_columns(pl.lit(source.name).alias("source"))
