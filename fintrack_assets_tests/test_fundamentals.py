@@ -40,7 +40,7 @@ from fintrack_assets.resources.fundamentals import (
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.resources.polygon import POLYGON_RETRIES, PolygonAuthError, PolygonProvider
 from fintrack_assets.resources.yahoo import YAHOO_RETRIES
-from fintrack_assets_tests.helpers import QUIET, Platform
+from fintrack_assets_tests.helpers import QUIET, Platform, yfinance_platform
 from fintrack_assets_tests.polygon_stub import Response, _json, mock_transport
 from fintrack_assets_tests.test_yahoo import RecordedYahoo, history
 
@@ -517,9 +517,10 @@ SESSIONS = sessions_between(D(2025, 3, 3), D(2025, 3, 15))
 
 
 class ScriptedSource:
-    """Fundamentals and yields as a test scripts them, run after run."""
+    """Fundamentals and yields as a test scripts them, run after run (standing in for the
+    yfinance source of the platform)."""
 
-    name = "synthetic"
+    name = "yfinance"
 
     def __init__(self) -> None:
         self.failing: set[str] = set()
@@ -535,7 +536,7 @@ class ScriptedSource:
 
     def yields(self, sessions: Sequence[dt.date], log: Log) -> YieldsFetch:
         if self.down:
-            raise YieldsUnavailable("Polygon treasury yields: HTTP 503")
+            raise YieldsUnavailable("Yahoo served no yields for the window")
         return YieldsFetch(synthetic_yields([d for d in sessions if d not in self.missing]))
 
 
@@ -551,18 +552,7 @@ SCRIPT = ScriptedSource()
 def platform(tmp_path, monkeypatch) -> Platform:
     global SCRIPT
     SCRIPT = ScriptedSource()
-    platform = Platform(
-        {
-            "FINTRACK_UNIVERSE": "AAPL,MSFT,XOM,SPY",
-            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
-            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
-            "FINTRACK_START_DATE": "2024-01-02",
-        },
-        monkeypatch,
-        resources={"market_data": ScriptedData()},
-    )
-    assert platform.universe().success
-    return platform
+    return yfinance_platform(tmp_path, monkeypatch, "AAPL,MSFT,XOM,SPY", ScriptedData())
 
 
 def fundamentals_run(platform: Platform) -> Any:
@@ -603,7 +593,7 @@ def test_treasury_yields_through_dagster_warn_on_a_missing_session(platform):
     assert run.checks == {"contract": True, "sessions_covered": True}
     stored = platform.lake("treasury_yields").read_window().sort("date")
     assert stored["date"].to_list() == SESSIONS
-    assert stored["source"].unique().to_list() == ["synthetic"]
+    assert stored["source"].unique().to_list() == ["yfinance"]
 
     # One session alone gives the same row as the range did.
     day = SESSIONS[4]
@@ -627,7 +617,7 @@ def test_treasury_yields_unavailable_fail_the_step_and_keep_what_was_stored(plat
     run = platform.daily(day, assets=["treasury_yields"], run_config={})
     assert not run.success
     assert (
-        "treasury yields unavailable from synthetic: Polygon treasury yields: HTTP 503"
+        "treasury yields unavailable from yfinance: Yahoo served no yields for the window"
         in run.failure
     )
     assert platform.lake("treasury_yields").read_window().height == 1

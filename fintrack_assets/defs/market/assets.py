@@ -26,7 +26,7 @@ from pydantic import Field
 
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
-from fintrack_assets.core.display import percent, rate
+from fintrack_assets.core.display import rate
 from fintrack_assets.core.market import normalise_raw
 from fintrack_assets.core.universe import (
     load_universe,
@@ -46,6 +46,7 @@ from fintrack_assets.metadata import (
     reject_share_check,
     reject_share_spec,
     share_threshold,
+    symbol_failures_check,
 )
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
 from fintrack_assets.resources.market_data import MarketDataResource
@@ -127,6 +128,19 @@ def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.d
     return start, end, sessions_between(start, end)
 
 
+def closed_window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
+    """The run's [start, end) and its sessions; a session whose partition has not opened yet
+    (before 16:05 New York) stops the run with a clear failure, not retried."""
+    start, end, sessions = _window(context)
+    pending = unclosed_sessions(sessions)
+    if pending:
+        raise Failure(
+            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
+            allow_retries=False,
+        )
+    return start, end, sessions
+
+
 class RawConfig(Config):
     max_failed_share: float = share_threshold(
         0.05,
@@ -158,13 +172,7 @@ def raw_ohlcv(
     market_data: MarketDataResource,
     symbol_universe: pl.DataFrame,
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    start, end, sessions = _window(context)
-    pending = unclosed_sessions(sessions)
-    if pending:
-        raise Failure(
-            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
-            allow_retries=False,
-        )
+    start, end, sessions = closed_window(context)
     provider = market_data.provider(symbol_universe)
     symbols = symbol_universe["symbol"].to_list()
     context.log.info(
@@ -180,7 +188,6 @@ def raw_ohlcv(
             "listed in metadata, not stored in this partition"
         )
     seconds = time.perf_counter() - started
-    failed_share = fetched.symbols_failed / len(symbols) if symbols else 0.0
     context.log.info(
         f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
         f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
@@ -206,17 +213,11 @@ def raw_ohlcv(
         },
     )
     yield Output(raw, metadata={"source": provider.name})
-    yield AssetCheckResult(
-        check_name="symbol_failures",
-        asset_key="raw_ohlcv",
-        passed=failed_share <= config.max_failed_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "failed_share": percent(failed_share),
-            "threshold": percent(config.max_failed_share),
-            "symbols_failed": fetched.symbols_failed,
-            "failed_symbols": ", ".join(fetched.failures["symbol"].unique().sort().head(50)),
-        },
+    yield symbol_failures_check(
+        "raw_ohlcv",
+        fetched.failures["symbol"].unique().to_list(),
+        len(symbols),
+        config.max_failed_share,
     )
 
 

@@ -26,7 +26,7 @@ from dagster import (
 from pydantic import Field
 
 from fintrack_assets.core.calendar import TIMEZONE
-from fintrack_assets.core.display import percent, rate
+from fintrack_assets.core.display import rate
 from fintrack_assets.core.fundamentals import (
     FUNDAMENTALS_SCHEMA,
     YIELDS_SCHEMA,
@@ -35,7 +35,7 @@ from fintrack_assets.core.fundamentals import (
     reporting_symbols,
     stamped,
 )
-from fintrack_assets.defs.market.assets import FETCH_RETRY, MARKET_DATA_POOL, _window
+from fintrack_assets.defs.market.assets import FETCH_RETRY, MARKET_DATA_POOL, closed_window
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
@@ -45,8 +45,9 @@ from fintrack_assets.metadata import (
     frame_metadata,
     markdown_table,
     share_threshold,
+    symbol_failures_check,
 )
-from fintrack_assets.partitions import trading_days, unclosed_sessions
+from fintrack_assets.partitions import trading_days
 from fintrack_assets.resources.fundamentals import YieldsUnavailable
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import CompanyFundamentals, TreasuryYields
@@ -82,13 +83,7 @@ last is filed up to ~60 days after its end; 550 days leaves room for late filers
 def treasury_yields(
     context: AssetExecutionContext, market_data: MarketDataResource
 ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    _, _, sessions = _window(context)
-    pending = unclosed_sessions(sessions)
-    if pending:
-        raise Failure(
-            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
-            allow_retries=False,
-        )
+    _, _, sessions = closed_window(context)
     source = market_data.fundamentals_source()
     started = time.perf_counter()
     try:
@@ -204,7 +199,6 @@ def company_fundamentals(
             f"fundamentals of {len(failed)} symbol(s) unavailable from {source.name}; "
             f"{kept} stored quarter(s) of theirs kept"
         )
-    failed_share = len(failed) / len(symbols) if symbols else 0.0
     yield Output(
         table.select(list(FUNDAMENTALS_SCHEMA)),
         metadata={
@@ -223,17 +217,8 @@ def company_fundamentals(
             "throughput": rate(rows.height, seconds),
         },
     )
-    yield AssetCheckResult(
-        check_name="symbol_failures",
-        asset_key="company_fundamentals",
-        passed=failed_share <= config.max_failed_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "failed_share": percent(failed_share),
-            "threshold": percent(config.max_failed_share),
-            "symbols_failed": len(failed),
-            "failed_symbols": ", ".join(failed[:50]),
-        },
+    yield symbol_failures_check(
+        "company_fundamentals", failed, len(symbols), config.max_failed_share
     )
     yield contract_check(CompanyFundamentals, table, "company_fundamentals")
 
