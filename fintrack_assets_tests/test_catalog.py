@@ -28,9 +28,10 @@ from fintrack_assets.settings import Settings
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fintrack_assets"
 SILVER = [f"silver_ohlcv_{n}d" for n in (3, 5, 8, 13, 21, 34)]
-LAKE_ASSETS = {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER}
+LAKE_ASSETS = {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER, "treasury_yields"}
 WAREHOUSE_ASSETS = {
     "symbol_universe",
+    "company_fundamentals",
     "portfolio_trades",
     "portfolio_trades_rejects",
     "holdings_daily",
@@ -183,7 +184,10 @@ def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
         (reference,) = references.code_references
         assert isinstance(reference, LocalFileCodeReference)
         source = Path(reference.file_path)
-        assert source.name == "assets.py" and source.parent.parent == PACKAGE / "defs", name
+        # A domain's assets live in its assets.py; the market's fundamentals and rates in
+        # their own module beside it.
+        assert source.name in ("assets.py", "fundamentals.py"), name
+        assert source.parent.parent == PACKAGE / "defs", name
         assert reference.line_number is not None
         assert decorator_line(source, reference.line_number).startswith(("@asset(", "@multi")), name
 

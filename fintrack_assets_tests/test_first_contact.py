@@ -243,6 +243,7 @@ def test_the_demo_keeps_an_existing_instance_yaml(tmp_path: Path) -> None:
 
 ON_BY_DEFAULT = {
     "daily_market_schedule",
+    "company_fundamentals_schedule",
     "session_freshness_schedule",
     "holdings_monthly_schedule",
     "lake_maintenance_schedule",

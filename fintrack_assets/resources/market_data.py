@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -27,6 +27,9 @@ from fintrack_assets.resources.fetching import (
     plan_batches,
 )
 from fintrack_assets.settings import MarketDataSource
+
+if TYPE_CHECKING:
+    from fintrack_assets.resources.fundamentals import FundamentalsSource
 
 
 class Provider(Protocol):
@@ -177,3 +180,10 @@ class MarketDataResource(ConfigurableResource):
     def _budget(self) -> RateBudget:
         """The provider's budget: one per provider, so one per run (`provider` caches it)."""
         return RateBudget(self.rate_limit_per_minute)
+
+    def fundamentals_source(self) -> FundamentalsSource:
+        """Company fundamentals and treasury yields from the same provider
+        (resources/fundamentals.py)."""
+        from fintrack_assets.resources.fundamentals import fundamentals_source
+
+        return fundamentals_source(self)

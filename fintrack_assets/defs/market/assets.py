@@ -28,7 +28,7 @@ from pydantic import Field
 
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
-from fintrack_assets.core.display import percent, rate
+from fintrack_assets.core.display import rate
 from fintrack_assets.core.fetch_plan import PAIR_SCHEMA, keep_wanted, missing_pairs, stage_key
 from fintrack_assets.core.market import normalise_raw
 from fintrack_assets.core.membership import MEMBER_SPELLS, expected_pairs
@@ -53,6 +53,7 @@ from fintrack_assets.metadata import (
     reject_share_check,
     reject_share_spec,
     share_threshold,
+    symbol_failures_check,
 )
 from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
 from fintrack_assets.resources.fetch_run import run_fetch
@@ -134,6 +135,19 @@ def symbol_universe(
 def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
     start, end = window_dates(context.partition_time_window)
     return start, end, sessions_between(start, end)
+
+
+def closed_window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
+    """The run's [start, end) and its sessions; a session whose partition has not opened yet
+    (before 16:05 New York) stops the run with a clear failure, not retried."""
+    start, end, sessions = _window(context)
+    pending = unclosed_sessions(sessions)
+    if pending:
+        raise Failure(
+            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
+            allow_retries=False,
+        )
+    return start, end, sessions
 
 
 class RawConfig(Config):
@@ -225,13 +239,7 @@ def raw_ohlcv(
     lake: ResourceParam[LakeIOManager],
     symbol_universe: pl.DataFrame,
 ) -> Iterator[Output[Any] | AssetCheckResult]:
-    start, end, sessions = _window(context)
-    pending = unclosed_sessions(sessions)
-    if pending:
-        raise Failure(
-            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
-            allow_retries=False,
-        )
+    start, end, sessions = closed_window(context)
     provider = market_data.provider(symbol_universe)
     stored = (
         _stored_pairs(lake, start, end)
@@ -286,7 +294,6 @@ def raw_ohlcv(
             "listed in metadata, not stored in this partition"
         )
     failed_symbols = failures["symbol"].n_unique()
-    failed_share = failed_symbols / len(request.symbols) if request.symbols else 0.0
     context.log.info(
         f"fetched {raw.height:,} rows in {outcome.seconds:.2f} s: "
         f"{len(request.symbols) - failed_symbols} symbols succeeded, {failed_symbols} failed; "
@@ -326,17 +333,11 @@ def raw_ohlcv(
     yield Output(value, metadata={"source": provider.name})
     if stage is not None:
         stage.discard()  # only now: the window is committed
-    yield AssetCheckResult(
-        check_name="symbol_failures",
-        asset_key="raw_ohlcv",
-        passed=failed_share <= config.max_failed_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "failed_share": percent(failed_share),
-            "threshold": percent(config.max_failed_share),
-            "symbols_failed": failed_symbols,
-            "failed_symbols": ", ".join(failures["symbol"].unique().sort().head(50)),
-        },
+    yield symbol_failures_check(
+        "raw_ohlcv",
+        failures["symbol"].unique().to_list(),
+        len(request.symbols),
+        config.max_failed_share,
     )
 
 
