@@ -25,6 +25,7 @@ from fintrack_assets.core.listings import (
 )
 from fintrack_assets.resources.fetching import Retries
 from fintrack_assets.resources.listings import ListingFailed, NasdaqTraderLister, SyntheticLister
+from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.resources.polygon import PolygonProvider
 
 KEY = "pk_TEST_listing_key_0a1b2c"
@@ -46,34 +47,37 @@ def _ticker(ticker: str, name: str, kind: str) -> dict[str, object]:
     }
 
 
+def _page(results: list[dict[str, object]], next_url: str | None = None) -> dict[str, object]:
+    """A `/v3/reference/tickers` response as Polygon sends it."""
+    page: dict[str, object] = {
+        "results": results,
+        "status": "OK",
+        "request_id": "6a7e466379af0a71039d60cc78e72282",
+        "count": len(results),
+    }
+    return page | ({"next_url": next_url} if next_url else {})
+
+
 CURSOR = "YWN0aXZlPXRydWUmYXA9JTdCJTIydiUyMiUzQTElN0Q"
-PAGE_1 = {
-    "results": [
-        _ticker("A", "Agilent Technologies Inc.", "CS"),
-        _ticker("AAPL", "Apple Inc.", "CS"),
-        _ticker("ABR.PRD", "Arbor Realty Trust 6.375% Series D Preferred", "PFD"),
-        _ticker("ACHR.WS", "Archer Aviation Inc. Warrants", "WARRANT"),
-        _ticker("ASML", "ASML Holding N.V. New York Registry Shares", "ADRC"),
-        _ticker("BRK.B", "Berkshire Hathaway Inc. Class B", "CS"),
-    ],
-    "status": "OK",
-    "request_id": "6a7e466379af0a71039d60cc78e72282",
-    "count": 6,
-    "next_url": f"https://api.polygon.io/v3/reference/tickers?cursor={CURSOR}&apiKey={KEY}",
-}
-PAGE_2 = {
-    "results": [
-        _ticker("SPY", "SPDR S&P 500 ETF Trust", "ETF"),
-        _ticker("SPXL", "Direxion Daily S&P 500 Bull 3X Shares", "ETF"),
-        _ticker("SHEL", "Shell plc", "OS"),
-        _ticker("TSLA", "Tesla, Inc. Common Stock", "CS"),
-        _ticker("UNL", "United States 12 Month Natural Gas Fund LP", "ETV"),
-        {"name": "a record without a ticker", "type": "CS"},
-    ],
-    "status": "OK",
-    "request_id": "b0d8f3c2e1a94f7d8e6c5b4a39281706",
-    "count": 6,
-}
+RECORDS = [
+    _ticker("A", "Agilent Technologies Inc.", "CS"),
+    _ticker("AAPL", "Apple Inc.", "CS"),
+    _ticker("ABR.PRD", "Arbor Realty Trust 6.375% Series D Preferred", "PFD"),
+    _ticker("ACHR.WS", "Archer Aviation Inc. Warrants", "WARRANT"),
+    _ticker("ASML", "ASML Holding N.V. New York Registry Shares", "ADRC"),
+    _ticker("BRK.B", "Berkshire Hathaway Inc. Class B", "CS"),
+    # page 2
+    _ticker("SPY", "SPDR S&P 500 ETF Trust", "ETF"),
+    _ticker("SPXL", "Direxion Daily S&P 500 Bull 3X Shares", "ETF"),
+    _ticker("SHEL", "Shell plc", "OS"),
+    _ticker("TSLA", "Tesla, Inc. Common Stock", "CS"),
+    _ticker("UNL", "United States 12 Month Natural Gas Fund LP", "ETV"),
+    {"name": "a record without a ticker", "type": "CS"},
+]
+PAGE_1 = _page(
+    RECORDS[:6], f"https://api.polygon.io/v3/reference/tickers?cursor={CURSOR}&apiKey={KEY}"
+)
+PAGE_2 = _page(RECORDS[6:])
 
 
 class Server:
@@ -264,3 +268,13 @@ def test_the_synthetic_listing_is_5400_symbols_with_etfs_and_every_sector():
     equities = universe.filter(pl.col("asset_type") == "equity")
     assert equities["sector"].n_unique() == 11 and equities["sector"].null_count() == 0
     assert synthetic_listing(40).equals(synthetic_listing(40))  # deterministic
+
+
+def test_each_source_has_its_lister():
+    assert isinstance(MarketDataResource().lister(), SyntheticLister)
+    yahoo = MarketDataResource(source="yfinance", symbol_directory_url="http://127.0.0.1:9/dir")
+    lister = yahoo.lister()
+    assert isinstance(lister, NasdaqTraderLister) and lister.base_url == "http://127.0.0.1:9/dir"
+    polygon = MarketDataResource(source="polygon", polygon_api_key=KEY).lister()
+    assert isinstance(polygon, PolygonProvider) and polygon.name == "polygon"
+    assert KEY not in repr(polygon)

@@ -122,7 +122,7 @@ def test_provider_metadata_beats_the_cache_which_beats_the_shipped_list():
 SP500_HISTORY = Path(__file__).parents[1] / "fintrack_assets/data/sp500_history"
 
 
-def _members_by_csv(day: dt.date) -> set[str]:
+def sp500_members_by_csv(day: dt.date) -> set[str]:
     """The shipped spell file read with the csv module: a ticker is a member from start_date
     up to, not including, end_date (empty: still one), spelled BRK.B -> BRK-B."""
     members = set()
@@ -147,7 +147,7 @@ def _members_by_csv(day: dt.date) -> set[str]:
 def test_sp500_pit_members_on_a_day(day, count):
     members = members_on(load_universe("sp500_pit"), day)
     assert len(members) == count
-    assert set(members) == _members_by_csv(day)
+    assert set(members) == sp500_members_by_csv(day)
 
 
 def test_sp500_pit_on_the_2024_09_23_replacement_day():

@@ -19,6 +19,7 @@ from fintrack_assets.resources.fetching import Log
 from fintrack_assets.resources.listings import Lister, ListingFailed
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets_tests.helpers import Platform
+from fintrack_assets_tests.test_universe import sp500_members_by_csv
 
 SP500_SPELLS = Path(__file__).parents[1] / "fintrack_assets/data/sp500_history"
 
@@ -157,6 +158,8 @@ def test_sp500_pit_round_trips_its_spells_through_the_warehouse(
     shown = run.metadata["symbol_universe"]
     assert shown["spells"].value == len(rows) == 1_230
     assert shown["members"].value == len({row["ticker"] for row in rows})
+    latest = dt.date.fromisoformat(shown["latest_session"].value)
+    assert shown["members_on_latest_session"].value == len(sp500_members_by_csv(latest))
     stored = platform.warehouse_frame("symbol_universe")
     spells = dict(stored.select("symbol", "member_spells").rows())
     assert spells["AAL"] == "1996-01-02/1997-01-15;2015-03-23/2024-09-23"
