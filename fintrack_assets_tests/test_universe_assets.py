@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from fintrack_assets.resources.fetching import Log
 from fintrack_assets.resources.listings import Lister, ListingFailed
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets_tests.helpers import Platform
+from fintrack_assets_tests.polygon_stub import Response, StubServer
+from fintrack_assets_tests.test_listings import CURSOR, KEY, PAGE_1, PAGE_2
 from fintrack_assets_tests.test_universe import sp500_members_by_csv
 
 SP500_SPELLS = Path(__file__).parents[1] / "fintrack_assets/data/sp500_history"
@@ -185,3 +188,46 @@ def test_an_old_table_without_the_new_columns_upgrades_without_a_crash(
     assert platform.universe("sample").success
     stored = platform.warehouse_frame("symbol_universe")
     assert stored.height == old.height and stored["member_spells"].null_count() == old.height
+
+
+NASDAQ_FILES = Path(__file__).parent / "data" / "nasdaqtrader"
+
+
+def _directories(path: str, query: dict[str, str]) -> Response:
+    file = NASDAQ_FILES / path.removeprefix("/SymDir/")
+    return (200, {"Content-Type": "text/plain"}, file.read_bytes())
+
+
+def _polygon_pages(path: str, query: dict[str, str]) -> Response:
+    assert path == "/v3/reference/tickers"
+    page = PAGE_2 if query.get("cursor") == CURSOR else PAGE_1
+    return (200, {"Content-Type": "application/json"}, json.dumps(page).encode())
+
+
+@pytest.mark.parametrize(
+    ("source", "router", "symbols", "etfs"),
+    [("yfinance", _directories, 33, 10), ("polygon", _polygon_pages, 8, 2)],
+)
+def test_all_from_a_real_provider_listing_over_http(
+    tmp_path, monkeypatch, source, router, symbols, etfs
+):
+    """`all` on yfinance (Nasdaq Trader's directories) and polygon (reference tickers) from a
+    local HTTP server serving the hand-recorded payloads of test_listings.py; a second run
+    within the week sends no request."""
+    with StubServer(router) as server:
+        market_data = MarketDataResource(
+            source=source,
+            polygon_api_key=KEY,
+            polygon_base_url=server.url,
+            symbol_directory_url=f"{server.url}/SymDir",
+        )
+        env = {**_env(tmp_path), "FINTRACK_MARKET_DATA": source, "POLYGON_API_KEY": KEY}
+        platform = Platform(env, monkeypatch, resources={"market_data": market_data})
+        run = platform.universe()
+        assert run.success, run.reason()
+        assert server.requests == 2  # two directories, or two pages
+        stored = platform.warehouse_frame("symbol_universe")
+        assert stored.height == symbols
+        assert stored.filter(pl.col("asset_type") == "etf").height == etfs
+        assert "BRK-B" in stored["symbol"].to_list()
+        assert platform.universe().success and server.requests == 2
