@@ -172,7 +172,7 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(
                 f"FINTRACK_UNIVERSE={universe!r} is not valid ({exc}); it accepts sample, sp500, "
-                "a comma list like AAPL,MSFT, a CSV path, or synthetic:N"
+                "sp500_pit, all, a comma list like AAPL,MSFT, a CSV path, or synthetic:N"
             ) from None
         return cls(
             lake_url=_lake_url(get("FINTRACK_LAKE_URL", ".fintrack/lake")),

@@ -5,6 +5,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -344,3 +345,20 @@ def test_dagster_yaml_instance_on_postgres(
             )
         }
     assert {"runs", "event_logs", "jobs", "concurrency_limits", "alembic_version"} <= tables
+
+
+def test_every_shipped_data_file_is_package_data() -> None:
+    """A non-editable install (the Docker image's `pip install .`) carries every file under
+    fintrack_assets/data, the sp500_history spells and their LICENSE included."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["fintrack_assets"]
+    data = ROOT / "fintrack_assets"
+    shipped = [
+        path.relative_to(data).as_posix()
+        for path in (data / "data").rglob("*")
+        if path.is_file() and path.name != "README.md" and "__pycache__" not in path.parts
+    ]
+    assert "data/sp500_history/LICENSE" in shipped
+    assert "data/sp500_history/sp500_ticker_start_end.csv" in shipped
+    missing = [f for f in shipped if not any(fnmatch.fnmatchcase(f, g) for g in globs)]
+    assert missing == []

@@ -105,3 +105,14 @@ def test_s3_lake_and_endpoint():
     assert settings.lake_is_s3
     assert settings.s3_storage_options["AWS_ALLOW_HTTP"] == "true"
     assert settings.s3_storage_options["AWS_REGION"] == "us-east-1"
+
+
+@pytest.mark.parametrize("spec", ["all", "sp500_pit", "sp500", "sample", "synthetic:5400"])
+def test_every_named_universe_is_accepted(spec):
+    assert Settings.from_env({"FINTRACK_UNIVERSE": spec}).universe == spec
+
+
+def test_a_misspelt_universe_lists_the_named_ones():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FINTRACK_UNIVERSE": "sp500 pit"})
+    assert "sample, sp500, sp500_pit, all," in str(raised.value)

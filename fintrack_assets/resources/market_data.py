@@ -7,7 +7,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import polars as pl
 from dagster import ConfigurableResource
@@ -25,6 +25,12 @@ from fintrack_assets.resources.fetching import (
     gather,
     metadata_frame,
     plan_batches,
+)
+from fintrack_assets.resources.listings import (
+    DEFAULT_SYMBOL_DIRECTORY_URL,
+    Lister,
+    NasdaqTraderLister,
+    SyntheticLister,
 )
 from fintrack_assets.settings import MarketDataSource
 
@@ -133,7 +139,23 @@ class MarketDataResource(ConfigurableResource):
         "per key.",
     )
 
+    symbol_directory_url: str = Field(
+        default=DEFAULT_SYMBOL_DIRECTORY_URL,
+        description="Where the yfinance source reads the `all` universe: Nasdaq Trader's "
+        "symbol directories (nasdaqlisted.txt, otherlisted.txt) under this URL.",
+    )
+
     _cached: object | None = PrivateAttr(default=None)
+
+    def lister(self) -> Lister:
+        """Who lists every US stock and ETF for the `all` universe, per source."""
+        if self.source == "synthetic":
+            return SyntheticLister()
+        if self.source == "yfinance":
+            return NasdaqTraderLister(
+                base_url=self.symbol_directory_url, timeout_seconds=self.timeout_seconds
+            )
+        return cast(Lister, self.provider(pl.DataFrame(schema={"symbol": pl.String})))
 
     def provider(self, universe: pl.DataFrame) -> Provider:
         """One provider per run, so per-run caches (yfinance split histories) are shared."""

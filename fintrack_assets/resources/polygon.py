@@ -42,6 +42,7 @@ import httpx
 import polars as pl
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
+from fintrack_assets.core.listings import polygon_listing
 from fintrack_assets.core.symbols import is_valid_symbol
 from fintrack_assets.resources.budget import RateBudget
 from fintrack_assets.resources.fetching import (
@@ -62,6 +63,7 @@ from fintrack_assets.resources.http import (
     RequestFailed,
     threaded_client,
 )
+from fintrack_assets.resources.listings import ListingFailed
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 NEW_YORK = "America/New_York"
@@ -508,6 +510,32 @@ class PolygonProvider:
             f"{session.requests} requests, {time.perf_counter() - started:.1f} s"
         )
         return metadata_frame(rows), failures_frame(failures)
+
+    # -- the `all` universe -----------------------------------------------------------------
+
+    def listing(self, log: Log) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Every active ticker of the stocks market (`/v3/reference/tickers`, 1,000 a page,
+        following `next_url`) kept to stocks and ETFs (core/listings.py), and the rest left
+        out with their type. A page that finally fails fails the listing (`ListingFailed`):
+        half a listing would drop symbols silently."""
+        started = time.perf_counter()
+        params = {"market": "stocks", "active": "true", "limit": "1000"}
+        records: list[dict[str, Any]] = []
+        pages = 0
+        try:
+            with self._calls() as (session, _):
+                for page in session.pages("/v3/reference/tickers", params):
+                    records.extend(_results(page))
+                    pages += 1
+        except (_Failed, PolygonAuthError) as exc:
+            raise ListingFailed(f"Polygon's reference tickers: {exc}") from None
+        universe, left_out = polygon_listing(records)
+        log(
+            f"Polygon listing: {len(records):,} tickers in {pages} page(s), "
+            f"{universe.height:,} stocks and ETFs, {left_out.height:,} left out, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return universe, left_out
 
 
 def _settle(

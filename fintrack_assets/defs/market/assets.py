@@ -30,13 +30,20 @@ from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.display import rate
 from fintrack_assets.core.fetch_plan import PAIR_SCHEMA, keep_wanted, missing_pairs, stage_key
+from fintrack_assets.core.listings import LEFT_OUT_SCHEMA
 from fintrack_assets.core.market import normalise_raw
-from fintrack_assets.core.membership import MEMBER_SPELLS, expected_pairs
+from fintrack_assets.core.membership import MEMBER_SPELLS, expected_pairs, members_on, spells_frame
 from fintrack_assets.core.universe import (
+    LISTED_AT,
+    LISTING_SOURCE,
+    cached_listing,
     load_universe,
+    parse_universe_spec,
     split_valid,
     stale_symbols,
+    stamped_listing,
     with_provider_metadata,
+    with_stored_columns,
 )
 from fintrack_assets.io_managers.context import MergeRows
 from fintrack_assets.io_managers.lake import LakeIOManager
@@ -55,9 +62,15 @@ from fintrack_assets.metadata import (
     share_threshold,
     symbol_failures_check,
 )
-from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
+from fintrack_assets.partitions import (
+    latest_closed_session,
+    trading_days,
+    unclosed_sessions,
+    window_dates,
+)
 from fintrack_assets.resources.fetch_run import run_fetch
 from fintrack_assets.resources.fetching import plan_batches
+from fintrack_assets.resources.listings import ListingFailed
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
 from fintrack_assets.settings import get_settings
@@ -72,17 +85,89 @@ MARKET_DATA_POOL = "market_data_api"
 class UniverseConfig(Config):
     universe: str | None = Field(
         default=None,
-        description="Overrides FINTRACK_UNIVERSE for this run: sample, sp500, a comma list "
-        "like AAPL,MSFT, a CSV path, or synthetic:N. Unset: FINTRACK_UNIVERSE.",
+        description="Overrides FINTRACK_UNIVERSE for this run: sample, sp500, sp500_pit (the "
+        "S&P 500 on each session since 1996), all (every listed US stock and ETF), a comma "
+        "list like AAPL,MSFT, a CSV path, or synthetic:N. Unset: FINTRACK_UNIVERSE.",
     )
     refresh_metadata: bool = Field(
         default=True,
         description="Ask the market-data provider for name, sector and industry of symbols "
-        "whose metadata is older than metadata_max_age_days.",
+        "whose metadata is older than metadata_max_age_days (not for `all`: its listing "
+        "names them).",
     )
     metadata_max_age_days: int = Field(
         default=30, description="Days a symbol's provider metadata stays fresh."
     )
+    listing_max_age_days: float = Field(
+        default=7,
+        description="Days the `all` universe's listing stays fresh: a younger one in the "
+        "previous table is reused instead of asking the provider again (0: always ask).",
+    )
+    listing_fallback_max_age_days: float = Field(
+        default=30,
+        description="When the provider's listing fails, a previous listing up to this old is "
+        "used instead, with a warning; older or none, the run fails.",
+    )
+
+
+def _listed(
+    context: AssetExecutionContext,
+    config: UniverseConfig,
+    market_data: MarketDataResource,
+    previous: pl.DataFrame | None,
+    now: dt.datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """The `all` universe: the previous table's listing while fresh, else the provider's,
+    else (it failed) a previous one not too old. (universe, left out, how it was had)."""
+    lister = market_data.lister()
+    left_out = pl.DataFrame(schema=LEFT_OUT_SCHEMA)
+    fresh = dt.timedelta(days=config.listing_max_age_days)
+    cached = cached_listing(previous, lister.name, now, fresh)
+    if cached is not None:
+        context.log.info(f"reusing the {lister.name} listing of {cached[LISTED_AT].min()}")
+        return cached, left_out, "cached"
+    try:
+        listing, left_out = lister.listing(context.log.info)
+    except ListingFailed as exc:
+        fallback_age = dt.timedelta(days=config.listing_fallback_max_age_days)
+        fallback = cached_listing(previous, lister.name, now, fallback_age)
+        if fallback is None:
+            raise Failure(
+                f"the {lister.name} listing for the 'all' universe failed ({exc}) and no "
+                f"previous {lister.name} listing younger than "
+                f"{config.listing_fallback_max_age_days:g} days is there to fall back on",
+                allow_retries=False,
+            ) from None
+        context.log.warning(
+            f"the {lister.name} listing failed ({exc}); using the previous one of "
+            f"{fallback[LISTED_AT].min()}"
+        )
+        return fallback, left_out, "fallback"
+    return stamped_listing(listing, lister.name, now), left_out, "fetched"
+
+
+def _universe_metadata(
+    universe: pl.DataFrame, kind: str, listing: str | None, now: dt.datetime
+) -> dict[str, object]:
+    """What the UI shows beyond the frame: per kind, what the universe is made of."""
+    metadata: dict[str, object] = {"members": universe.height}
+    if kind == "sp500_pit":
+        latest = dt.date.fromisoformat(latest_closed_session(now))
+        spells = spells_frame(universe)
+        metadata |= {
+            "spells": spells.height,
+            "latest_session": latest.isoformat(),
+            "members_on_latest_session": len(members_on(universe, latest)),
+        }
+    if kind == "all" and not universe.is_empty():
+        counts = universe.group_by("asset_type").len().sort("asset_type")
+        metadata |= {
+            "listing_source": universe[LISTING_SOURCE][0],
+            "listed_at": str(universe[LISTED_AT].min()),
+            "listing": listing or "",
+            **{f"asset_type/{asset_type}": n for asset_type, n in counts.iter_rows()},
+        }
+    return metadata
 
 
 @asset(
@@ -99,37 +184,65 @@ def symbol_universe(
     warehouse: ResourceParam[WarehouseIOManager],
 ) -> Output[pl.DataFrame]:
     spec = config.universe or get_settings().universe
-    universe, rejected = split_valid(load_universe(spec))
-    if not rejected.is_empty():
-        context.log.warning(f"{rejected.height} universe row(s) rejected: bad or repeated symbol")
-    provider = market_data.provider(universe)
+    kind, _ = parse_universe_spec(spec)
     now = dt.datetime.now(dt.UTC)
-    max_age = dt.timedelta(days=config.metadata_max_age_days)
     previous = warehouse.previous("symbol_universe")
+    listing: str | None = None
+    left_out = pl.DataFrame(schema=LEFT_OUT_SCHEMA)
+    if kind == "all":
+        loaded, left_out, listing = _listed(context, config, market_data, previous, now)
+    else:
+        loaded = load_universe(spec)
+    universe, rejected = split_valid(loaded)
+    rejected = pl.concat(
+        [left_out, rejected.select("symbol", "name", "reason")], how="vertical_relaxed"
+    )
+    if not rejected.is_empty():
+        context.log.warning(
+            f"{rejected.height} universe row(s) left out: "
+            + ", ".join(f"{n} {reason}" for reason, n in _by_reason(rejected))
+        )
+    provider = market_data.provider(universe)
+    max_age = dt.timedelta(days=config.metadata_max_age_days)
     stale = stale_symbols(universe, previous, now, max_age)
     fetched, failures = provider.symbol_metadata(
-        stale if config.refresh_metadata else [], context.log.info
+        stale if config.refresh_metadata and kind != "all" else [], context.log.info
     )
     if not failures.is_empty():
         context.log.warning(
             f"metadata for {failures.height} symbol(s) unavailable from {provider.name}; "
             "keeping what we had"
         )
-    universe = with_provider_metadata(universe, previous, fetched, now, max_age)
+    universe = with_stored_columns(
+        with_provider_metadata(universe, previous, fetched, now, max_age)
+    )
     return Output(
         universe,
         metadata={
             **frame_metadata(universe),
             "universe": spec,
+            **_universe_metadata(universe, kind, listing, now),
             "sectors": universe["sector"].n_unique(),
             "rejected_rows": rejected.height,
             "rejected": MetadataValue.md(markdown_table(rejected, rows=20)),
+            "rejected_by_reason": MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame(_by_reason(rejected), schema=["reason", "rows"], orient="row"),
+                    rows=20,
+                )
+            ),
             "metadata_source": provider.name,
             "metadata_refreshed": fetched.height,
             "metadata_failed": failures.height,
             "metadata_failures": MetadataValue.md(markdown_table(failures, rows=20)),
         },
     )
+
+
+def _by_reason(rejected: pl.DataFrame) -> list[tuple[str, int]]:
+    """(reason, rows) most frequent first: thousands of warrants read as one line."""
+    counts = rejected.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
+    return [(str(reason), int(n)) for reason, n in counts.iter_rows()]
 
 
 def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
