@@ -25,7 +25,7 @@ import polars as pl
 from benchmarks.common import INFO, PARTITIONS_START, Outcome, Row, VerificationError, log, verdict
 from benchmarks.market import backfill_sessions
 
-UNIVERSE = "synthetic:5400"
+UNIVERSE = "all"
 """On the synthetic source: 5,400 generated symbols."""
 SYMBOLS = 5_400
 BATCH_LINE = re.compile(r"batch (\d+)/(\d+) \((?:([\d,]+) done, )?(\d+) %\)")

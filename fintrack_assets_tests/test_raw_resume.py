@@ -3,6 +3,7 @@ missing` that fetches only the absent pairs, and progress lines that say how far
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import re
@@ -405,3 +406,46 @@ def test_a_materialize_killed_with_sigkill_resumes_from_its_staged_batches(
         .sort("symbol", "date")
         .equals(expected.drop("ingested_at").sort("symbol", "date"))
     )
+
+
+# -- a point-in-time universe: each session fetches that session's members ---------------
+
+SP500_SPELLS = Path(__file__).resolve().parents[1] / "fintrack_assets" / "data" / "sp500_history"
+
+
+def members_by_csv(day: dt.date) -> set[str]:
+    """A plain reading of the shipped spell file: member from start up to (not on) end."""
+    with (SP500_SPELLS / "sp500_ticker_start_end.csv").open() as handle:
+        return {
+            row["ticker"].replace(".", "-")
+            for row in csv.DictReader(handle)
+            if dt.date.fromisoformat(row["start_date"]) <= day
+            and (not row["end_date"] or day < dt.date.fromisoformat(row["end_date"]))
+        }
+
+
+def test_sp500_pit_fetches_each_sessions_members_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = Platform(
+        {
+            "FINTRACK_UNIVERSE": "sp500_pit",
+            "FINTRACK_LAKE_URL": str(tmp_path / "lake"),
+            "FINTRACK_WAREHOUSE_URL": f"duckdb:///{tmp_path}/warehouse.duckdb",
+            "FINTRACK_START_DATE": "2024-01-02",
+        },
+        monkeypatch,
+    )
+    assert made.universe().success
+    # Friday before the 2024-09-23 replacement, the day itself, and the day after.
+    days = [dt.date(2024, 9, 20), dt.date(2024, 9, 23), dt.date(2024, 9, 24)]
+    assert made.market(days[0].isoformat(), days[-1].isoformat(), assets=["raw_ohlcv"]).success
+    raw = made.lake_frame("raw_ohlcv")
+    for day in days:
+        assert set(raw.filter(pl.col("date") == day)["symbol"]) == members_by_csv(day)
+    assert raw.filter(pl.col("date") == days[1]).height == 503
+    by_symbol = {s: set(g["date"]) for (s,), g in raw.group_by("symbol")}
+    for gone in ("AAL", "BIO", "ETSY"):
+        assert by_symbol[gone] == {days[0]}
+    for joined in ("DELL", "ERIE", "PLTR"):
+        assert by_symbol[joined] == {days[1], days[2]}
