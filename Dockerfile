@@ -8,6 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DAGSTER_HOME=/opt/dagster/dagster_home
 
+# One planned event per asset for a single-run range, not one per partition, in every process
+# that creates runs (fintrack_assets/definitions.py, docs/decisions.md).
+ENV DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true
+
 WORKDIR /opt/dagster/app
 
 # The project with the `deploy` extra (dagster-postgres, dagster-webserver).

@@ -33,6 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "latest.md"
 WORKLOADS = (
     "raw_to_bronze_1_session",
     "raw_to_bronze_backfill_2000",
+    "raw_resume_5400x2000",
     "postgres_partition_write_1m",
     "polygon_range_backfill_500x1y",
     "silver_fibonacci_2000",
@@ -73,6 +74,10 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.polygon import range_backfill
 
         return lambda _workdir, quick: range_backfill(quick)
+    if name == "raw_resume_5400x2000":
+        from benchmarks.resume import raw_resume
+
+        return raw_resume
     if name == "fraud_scoring":
         from benchmarks.fraud import fraud
 

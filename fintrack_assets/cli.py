@@ -122,9 +122,10 @@ def demo(days: int) -> int:
 def demo_steps(
     settings: Settings, defs: Definitions, first: dt.date, last: dt.date
 ) -> list[DemoStep]:
-    """The demo's runs, in order, over the sessions [first, last]: the universe, the market
-    layers, the portfolios (one job in two runs: the sample trades are priced off the bronze
-    bars of the first), the months that have ended and a week of payments."""
+    """The demo's runs, in order, over the sessions [first, last]: the universe, its
+    fundamentals, the market layers and yields, the portfolios (one job in two runs: the
+    sample trades are priced off the bronze bars of the first), the months that have ended
+    and a week of payments."""
     from dagster import AssetKey
 
     from fintrack_assets.defs.market.jobs import PORTFOLIO_ASSETS
@@ -140,6 +141,10 @@ def demo_steps(
     steps = [
         DemoStep(
             "symbol_universe", assets_job.get_subset(asset_selection={AssetKey("symbol_universe")})
+        ),
+        DemoStep(
+            "company_fundamentals",
+            assets_job.get_subset(asset_selection={AssetKey("company_fundamentals")}),
         ),
         DemoStep(
             "daily_market_job: market", daily_job.get_subset(asset_selection=market), session_range
@@ -267,9 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser = commands.add_parser(
         "demo",
         help="materialise every asset for the last six months of sessions, offline",
-        description="Runs symbol_universe, then daily_market_job over the last six months of "
-        "sessions up to the latest closed one (raw -> bronze -> silver, then, after landing a "
-        "sample of three portfolios' trades priced off those bars, trades -> holdings -> "
+        description="Runs symbol_universe and company_fundamentals, then daily_market_job over "
+        "the last six months of sessions up to the latest closed one (raw -> bronze -> "
+        "silver and the treasury yields, then, after landing a sample of three portfolios' "
+        "trades priced off those bars, trades -> holdings -> "
         "risk), holdings_monthly and a week of payments through fraud scoring, in single "
         "runs, on the configured lake and warehouse (embedded defaults: no server, no "
         "network). Prints what it made.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -116,6 +116,26 @@ def reject_share_check(
             "threshold": percent(threshold),
             **(metadata or {}),
             **reason_metadata(counts),
+        },
+    )
+
+
+def symbol_failures_check(
+    asset_key: str, failed: Sequence[str], total: int, threshold: float
+) -> AssetCheckResult:
+    """The `symbol_failures` check of a fetching asset: passes while the `failed` symbols are at
+    most `threshold` of the `total` asked (none asked is no share); names the first 50."""
+    share = len(failed) / total if total else 0.0
+    return AssetCheckResult(
+        check_name="symbol_failures",
+        asset_key=asset_key,
+        passed=share <= threshold,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "failed_share": percent(share),
+            "threshold": percent(threshold),
+            "symbols_failed": len(failed),
+            "failed_symbols": ", ".join(sorted(failed)[:50]),
         },
     )
 

@@ -304,3 +304,54 @@ class HoldingsMonthly(_Contract):
         return data.lazyframe.select(
             (pl.col("date").dt.month_start() == pl.col("month")) & (pl.col("month").dt.day() == 1)
         )
+
+
+class TreasuryYields(_Contract):
+    """`treasury_yields`: one row per session, yields in percent (4.25 is 4.25 %), each within
+    (-5, 30) where the provider had it, at least one of the four on every row."""
+
+    date: pl.Date = pa.Field(unique=True)
+    yield_3m: float = pa.Field(nullable=True, gt=-5, lt=30)
+    yield_5y: float = pa.Field(nullable=True, gt=-5, lt=30)
+    yield_10y: float = pa.Field(nullable=True, gt=-5, lt=30)
+    yield_30y: float = pa.Field(nullable=True, gt=-5, lt=30)
+    source: str
+
+    class Config:
+        strict = True
+
+    @pa.dataframe_check
+    def some_yield(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.any_horizontal(
+                pl.col("yield_3m", "yield_5y", "yield_10y", "yield_30y").is_not_null()
+            )
+        )
+
+
+class CompanyFundamentals(_Contract):
+    """`company_fundamentals`: one row per (symbol, period_end), quarterly figures known from
+    `filing_date`, which is on or after the quarter's end; shares and assets positive where
+    known, liabilities not negative."""
+
+    symbol: str = pa.Field(str_matches=SYMBOL_PATTERN)
+    fiscal_period: str = pa.Field(str_matches=r"^\d{4}Q[1-4]$")
+    period_end: pl.Date
+    filing_date: pl.Date
+    revenue: float = pa.Field(nullable=True)
+    net_income: float = pa.Field(nullable=True)
+    eps: float = pa.Field(nullable=True)
+    shares_outstanding: float = pa.Field(nullable=True, gt=0)
+    total_assets: float = pa.Field(nullable=True, gt=0)
+    total_liabilities: float = pa.Field(nullable=True, ge=0)
+    operating_cash_flow: float = pa.Field(nullable=True)
+    source: str
+    fetched_at: pl.Datetime(time_unit="us", time_zone="UTC")  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ("symbol", "period_end")
+
+    @pa.dataframe_check
+    def filed_after_the_quarter(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col("filing_date") >= pl.col("period_end"))

@@ -74,6 +74,9 @@ class Settings:
     fraud_api_token: Secret | None
     alert_webhook_url: SecretUrl | None
     s3_storage_options: Mapping[str, str] = field(repr=False)
+    market_data_rate_limit: int | None = None
+    """FINTRACK_MARKET_DATA_RATE_LIMIT: requests a minute the provider may be sent (None:
+    unlimited)."""
     s3_role_declared: bool = False
     """FINTRACK_S3_INSTANCE_ROLE=true, or a role the platform declares (EKS, ECS): the lake's
     credentials come from the environment delta-rs runs in, not from variables."""
@@ -104,6 +107,12 @@ class Settings:
             ("FINTRACK_LAKE_URL", self.lake_display),
             ("FINTRACK_WAREHOUSE_URL", self.warehouse_display),
             ("FINTRACK_MARKET_DATA", self.market_data),
+            (
+                RATE_LIMIT,
+                "-"
+                if self.market_data_rate_limit is None
+                else f"{self.market_data_rate_limit}/min",
+            ),
             ("POLYGON_API_KEY", show(self.polygon_api_key)),
             ("FINTRACK_POLYGON_URL", show(self.polygon_url)),
             ("FINTRACK_UNIVERSE", self.universe),
@@ -163,7 +172,7 @@ class Settings:
         except ValueError as exc:
             raise SettingsError(
                 f"FINTRACK_UNIVERSE={universe!r} is not valid ({exc}); it accepts sample, sp500, "
-                "a comma list like AAPL,MSFT, a CSV path, or synthetic:N"
+                "sp500_pit, all, a comma list like AAPL,MSFT, a CSV path, or synthetic:N"
             ) from None
         return cls(
             lake_url=_lake_url(get("FINTRACK_LAKE_URL", ".fintrack/lake")),
@@ -188,6 +197,7 @@ class Settings:
             )
             else None,
             s3_storage_options=_s3_storage_options(env),
+            market_data_rate_limit=_rate_limit(get(RATE_LIMIT)),
             s3_role_declared=_flag(get(S3_INSTANCE_ROLE, "false"), S3_INSTANCE_ROLE)
             or any(get(name) for name in ROLE_VARIABLES),
         )._checked_s3_credentials()
@@ -213,6 +223,22 @@ class Settings:
                 f"{S3_INSTANCE_ROLE}=true where an instance or task role provides them"
             )
         return self
+
+
+RATE_LIMIT = "FINTRACK_MARKET_DATA_RATE_LIMIT"
+
+
+def _rate_limit(value: str | None) -> int | None:
+    """Requests per minute: a whole number >= 1 (`5`, `5/min`), or unset for unlimited."""
+    if value is None:
+        return None
+    number = value.lower().removesuffix("/min").strip()
+    if not (number.isascii() and number.isdigit()) or int(number) < 1:
+        raise SettingsError(
+            f"{RATE_LIMIT}={value!r} is not valid; it accepts a whole number of requests per "
+            "minute >= 1 (5 for Polygon's free tier), or unset for unlimited"
+        )
+    return int(number)
 
 
 def _choice(value: str | None, name: str, allowed: tuple[str, ...]) -> str:

@@ -19,18 +19,6 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _add_upstream_stand_ins() -> None:
-    """treasury_yields and company_fundamentals as test stand-ins until the package defines
-    them (see upstream_stand_ins.py); a no-op once it does."""
-    import fintrack_assets.definitions as definitions
-    from fintrack_assets_tests.upstream_stand_ins import with_stand_ins
-
-    definitions.domains = with_stand_ins(definitions.domains)  # type: ignore[assignment]
-
-
-_add_upstream_stand_ins()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -38,13 +38,13 @@ class Platform:
         self.instance = DagsterInstance.ephemeral()
         self.env = env
 
-    def universe(self, spec: str | None = None) -> RunSummary:
+    def universe(self, spec: str | None = None, **options: Any) -> RunSummary:
+        """`symbol_universe` for `spec` (default the settings'), `options` its other config."""
         job = self.defs.resolve_implicit_global_asset_job_def().get_subset(
             asset_selection={AssetKey("symbol_universe")}
         )
-        config = {
-            "ops": {"symbol_universe": {"config": {"universe": spec or self.settings.universe}}}
-        }
+        universe = {"universe": spec or self.settings.universe, **options}
+        config = {"ops": {"symbol_universe": {"config": universe}}}
         return self._run(job, {}, {**QUIET, **config})
 
     def market(

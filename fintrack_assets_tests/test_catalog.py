@@ -25,13 +25,13 @@ from fintrack_assets.catalog import GitSource, catalog, warehouse_storage
 from fintrack_assets.definitions import build_defs, domains
 from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.settings import Settings
-from fintrack_assets_tests.upstream_stand_ins import added_stand_ins
 
 PACKAGE = Path(__file__).resolve().parents[1] / "fintrack_assets"
 SILVER = [f"silver_ohlcv_{n}d" for n in (3, 5, 8, 13, 21, 34)]
-LAKE_ASSETS = {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER}
+LAKE_ASSETS = {"raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER, "treasury_yields"}
 WAREHOUSE_ASSETS = {
     "symbol_universe",
+    "company_fundamentals",
     "portfolio_trades",
     "portfolio_trades_rejects",
     "holdings_daily",
@@ -160,7 +160,7 @@ def function_after(path: Path, line_number: int) -> str:
 
 def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
     graph = duckdb_defs(tmp_path).resolve_asset_graph()
-    keys = {key.to_user_string() for key in graph.get_all_asset_keys()} - added_stand_ins()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys == WAREHOUSE_ASSETS | LAKE_ASSETS
 
     for name in keys:
@@ -184,7 +184,10 @@ def test_duckdb_and_local_lake_catalog(tmp_path: Path) -> None:
         (reference,) = references.code_references
         assert isinstance(reference, LocalFileCodeReference)
         source = Path(reference.file_path)
-        assert source.name == "assets.py" and source.parent.parent == PACKAGE / "defs", name
+        # A domain's assets live in its assets.py; the market's fundamentals and rates in
+        # their own module beside it.
+        assert source.name in ("assets.py", "fundamentals.py"), name
+        assert source.parent.parent == PACKAGE / "defs", name
         assert reference.line_number is not None
         assert decorator_line(source, reference.line_number).startswith(("@asset(", "@multi")), name
 
@@ -205,8 +208,6 @@ def test_postgres_and_s3_catalog_names_the_backend_and_no_credential() -> None:
     graph = build_defs(Settings.from_env(POSTGRES_ENV)).resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         name = key.to_user_string()
-        if name in added_stand_ins():
-            continue
         node = graph.get(key)
         metadata = node.metadata
         if name in WAREHOUSE_ASSETS:
@@ -243,12 +244,7 @@ def test_warehouse_namespace_defaults_the_port_and_keeps_ipv6_hosts(
 
 def test_code_references_link_into_the_repository_without_a_warning(tmp_path: Path) -> None:
     settings = Settings.from_env({"FINTRACK_LAKE_URL": str(tmp_path / "lake")})
-    assets = [
-        a
-        for a in domains().assets or []
-        if isinstance(a, AssetsDefinition)
-        and not {k.to_user_string() for k in a.keys} & added_stand_ins()
-    ]
+    assets = [a for a in domains().assets or [] if isinstance(a, AssetsDefinition)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         linked = catalog(

@@ -18,6 +18,7 @@ TRADING_DAY_ASSETS = {
     "bronze_ohlcv",
     "bronze_ohlcv_rejects",
     *(silver_key(n) for n in INTERVALS),
+    "treasury_yields",
     "holdings_daily",
     *RISK_ASSET_KEYS,
 }

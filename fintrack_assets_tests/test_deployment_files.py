@@ -5,9 +5,12 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 import shlex
 import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,21 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 def _command(service: dict[str, Any]) -> list[str]:
     command = service.get("command") or []
     return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
+
+
+def _pools_init_limits(service: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+    """The pool limits pools-init's script sets under `env`: the script run by /bin/sh with
+    `dagster` a shell function that prints its arguments."""
+    command = _command(service)
+    assert command[:2] == ["/bin/sh", "-c"]
+    done = subprocess.run(
+        ["/bin/sh", "-c", 'dagster() { echo "$@"; }; ' + command[2]],
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(re.findall(r"^instance concurrency set (\w+) (\d+)$", done.stdout, re.M))
 
 
 def _settings_variables() -> set[str]:
@@ -269,11 +287,13 @@ def test_dagster_yaml_instance_on_postgres(
     monkeypatch.setenv("DAGSTER_PG_DB", url.path.strip("/"))
     monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))
 
-    # pools-init's commands, run through Dagster's own CLI against this instance.
-    script = " ".join(_command(services["pools-init"]))
-    settings = re.findall(r"dagster instance concurrency set (\w+) (\d+)", script)
-    assert dict(settings) == {"market_data_api": "2", "warehouse_writer": "4"}
-    for pool, limit in settings:
+    # pools-init's commands, run through Dagster's own CLI against this instance: one
+    # market-data slot per key once a per-minute budget is set, else 2.
+    budgeted = _pools_init_limits(services["pools-init"], {"FINTRACK_MARKET_DATA_RATE_LIMIT": "5"})
+    assert budgeted == {"market_data_api": "1", "warehouse_writer": "4"}
+    settings = _pools_init_limits(services["pools-init"], _env(services["pools-init"]))
+    assert settings == {"market_data_api": "2", "warehouse_writer": "4"}
+    for pool, limit in settings.items():
         result = CliRunner().invoke(instance_cli, ["concurrency", "set", pool, limit])
         assert result.exit_code == 0, result.output
 
@@ -308,7 +328,7 @@ def test_dagster_yaml_instance_on_postgres(
             for asset in defs.assets
             if isinstance(asset, AssetsDefinition) and asset.is_executable and asset.op.pool
         }
-        assert used == {name for name, _ in settings}  # every pool the assets use is set
+        assert used == set(settings)  # every pool the assets use is set
         # An unconfigured pool takes the default limit (one at a time) on first use.
         assert storage.initialize_concurrency_limit_to_default("some_new_pool")
         assert storage.get_concurrency_info("some_new_pool").slot_count == 1
@@ -325,3 +345,20 @@ def test_dagster_yaml_instance_on_postgres(
             )
         }
     assert {"runs", "event_logs", "jobs", "concurrency_limits", "alembic_version"} <= tables
+
+
+def test_every_shipped_data_file_is_package_data() -> None:
+    """A non-editable install (the Docker image's `pip install .`) carries every file under
+    fintrack_assets/data, the sp500_history spells and their LICENSE included."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["fintrack_assets"]
+    data = ROOT / "fintrack_assets"
+    shipped = [
+        path.relative_to(data).as_posix()
+        for path in (data / "data").rglob("*")
+        if path.is_file() and path.name != "README.md" and "__pycache__" not in path.parts
+    ]
+    assert "data/sp500_history/LICENSE" in shipped
+    assert "data/sp500_history/sp500_ticker_start_end.csv" in shipped
+    missing = [f for f in shipped if not any(fnmatch.fnmatchcase(f, g) for g in globs)]
+    assert missing == []

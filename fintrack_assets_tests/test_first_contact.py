@@ -68,6 +68,7 @@ def test_fintrack_settings_lists_every_variable_with_every_url_masked(tmp_path: 
         AWS_ACCESS_KEY_ID="AKIAEXAMPLE",
         AWS_SECRET_ACCESS_KEY="wJalrXUtnFEMI",
         AWS_ENDPOINT_URL="http://minio:9000",
+        FINTRACK_MARKET_DATA_RATE_LIMIT="5",
     )
     done = _run([str(BIN / "fintrack"), "settings"], env, tmp_path)
     assert done.returncode == 0, done.stderr
@@ -87,6 +88,7 @@ def test_fintrack_settings_lists_every_variable_with_every_url_masked(tmp_path: 
     assert rows["AWS_ENDPOINT_URL"] == "http://minio:9000"
     assert rows["FINTRACK_POLYGON_URL"] == "https://api.polygon.io"
     assert rows["FINTRACK_START_DATE"] == "2020-01-02"
+    assert rows["FINTRACK_MARKET_DATA_RATE_LIMIT"] == "5/min"
 
 
 def test_repr_of_settings_masks_every_url_and_key() -> None:
@@ -241,6 +243,7 @@ def test_the_demo_keeps_an_existing_instance_yaml(tmp_path: Path) -> None:
 
 ON_BY_DEFAULT = {
     "daily_market_schedule",
+    "company_fundamentals_schedule",
     "session_freshness_schedule",
     "holdings_monthly_schedule",
     "lake_maintenance_schedule",

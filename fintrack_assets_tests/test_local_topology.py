@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -122,12 +121,13 @@ def _compose_env_names(service: dict[str, Any]) -> set[str]:
     return set(service.get("environment") or {})
 
 
-def _pools_init_commands(services: dict[str, Any]) -> list[list[str]]:
-    """pools-init's `dagster instance concurrency set POOL N` commands, as compose runs them."""
-    script = " ".join(str(c) for c in services["pools-init"]["command"])
-    found = re.findall(r"dagster instance concurrency set (\w+) (\d+)", script)
-    assert found, "pools-init sets no pool limit"
-    return [[str(BIN / "dagster"), "instance", "concurrency", "set", p, n] for p, n in found]
+def _pools_init_command(services: dict[str, Any]) -> list[str]:
+    """pools-init's script as compose runs it (`/bin/sh -c`, compose's `$$` unescaped); its
+    `dagster instance concurrency set POOL N` commands find this venv's `dagster` on PATH."""
+    command = [str(c) for c in services["pools-init"]["command"]]
+    assert command[:2] == ["/bin/sh", "-c"], command
+    assert "dagster instance concurrency set" in command[2], "pools-init sets no pool limit"
+    return ["/bin/sh", "-c", command[2].replace("$$", "$")]
 
 
 def _grpc_healthy(port: int, env: dict[str, str]) -> bool | None:
@@ -220,6 +220,7 @@ def deployment(
             "FINTRACK_START_DATE": START_DATE,
             "FINTRACK_FRAUD_SCORER": "local",
             "POLYGON_API_KEY": "",
+            "FINTRACK_MARKET_DATA_RATE_LIMIT": "",
             "AWS_ENDPOINT_URL": s3_endpoint,
             **credentials,
             "AWS_REGION": "us-east-1",
@@ -227,8 +228,10 @@ def deployment(
         }
         # Each service gets exactly the variables compose gives it, with local values.
         assert set(code_only) == _compose_env_names(services["code"])
-        for name in ("webserver", "daemon", "pools-init"):
+        for name in ("webserver", "daemon"):
             assert set(storage_env) == _compose_env_names(services[name]), name
+        pools_env = {**storage_env, "FINTRACK_MARKET_DATA_RATE_LIMIT": ""}  # its slot count
+        assert set(pools_env) == _compose_env_names(services["pools-init"])
         image_env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED)}
         image_env |= {"DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}  # the Dockerfile's
 
@@ -256,8 +259,12 @@ def deployment(
             },
         )
         with topology.explain():
-            for i, command in enumerate(_pools_init_commands(services)):
-                topology.run(f"pools-init-{i}", command, deployment.dagster_env, timeout=60)
+            pools_init_env = {
+                **deployment.dagster_env,
+                **pools_env,
+                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            }
+            topology.run("pools-init", _pools_init_command(services), pools_init_env, timeout=120)
             code = [str(BIN / "dagster"), "api", "grpc", "-h", "127.0.0.1", "-p", str(grpc_port)]
             topology.start("code", [*code, "-m", LOCATION], deployment.code_env)
             topology.wait_for(

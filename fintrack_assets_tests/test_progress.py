@@ -175,12 +175,13 @@ def test_raw_ohlcv_logs_each_batch_with_percent_and_eta(tmp_path, monkeypatch):
         for entry in platform.instance.all_logs(run_id)
         if entry.dagster_event is None and entry.user_message.startswith("batch ")
     ]
-    # Four batches of two seconds each: after batch k, 4 - k batches at 2 s are left.
+    # Four batches of one symbol, two seconds each (30 symbols a minute), four March
+    # sessions a symbol: after batch k, 4k rows, and 4 - k batches at 2 s are left.
     assert lines == [
-        "batch 1/4 (25 %): 1 symbol, 2.0 s, 0 failed, ETA 6 s",
-        "batch 2/4 (50 %): 1 symbol, 2.0 s, 0 failed, ETA 4 s",
-        "batch 3/4 (75 %): 1 symbol, 2.0 s, 0 failed, ETA 2 s",
-        "batch 4/4 (100 %): 1 symbol, 2.0 s, 0 failed, 8 s in all",
+        "batch 1/4 (25 %): 1/4 symbols, 4 rows, 0 failed so far, 30 symbols/min, ETA 6 s",
+        "batch 2/4 (50 %): 2/4 symbols, 8 rows, 0 failed so far, 30 symbols/min, ETA 4 s",
+        "batch 3/4 (75 %): 3/4 symbols, 12 rows, 0 failed so far, 30 symbols/min, ETA 2 s",
+        "batch 4/4 (100 %): 4/4 symbols, 16 rows, 0 failed so far, 8 s in all",
     ]
 
 
@@ -215,7 +216,7 @@ def test_fintrack_demo_shows_progress_as_plain_lines_when_not_a_terminal(tmp_pat
         "payment_transactions",
         "fraud_predictions",
     }
-    assert re.search(r"^  raw_ohlcv: batch 1/1 \(100 %\): 45 symbols, .* in all$", out, re.M)
+    assert re.search(r"^  raw_ohlcv: batch 1/1 \(100 %\): 45/45 symbols, .* in all$", out, re.M)
     # The demo lands seven days of payments; the run reads them one day after another.
     days = re.findall(r"^  payment_transactions: day (\d)/7 \((\d+) %\)", out, re.M)
     assert days == [(str(n), str(n * 100 // 7)) for n in range(1, 8)]

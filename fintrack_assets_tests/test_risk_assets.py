@@ -13,7 +13,6 @@ from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
-from fintrack_assets_tests.upstream_stand_ins import write_fundamentals, write_yields
 
 FIRST, LAST = dt.date(2025, 1, 2), dt.date(2025, 4, 30)
 DEPOSIT_DAY = dt.date(2025, 3, 3)
@@ -185,6 +184,17 @@ def test_risk_from_holdings_against_numpy_references(platform):
     assert (rates["pnl_pct"], rates["method"]) == (pytest.approx(rates_beta * -0.17), "factor")
 
 
+def write_yields(platform: Platform, frame: pl.DataFrame) -> None:
+    """treasury_yields' table over the frame's sessions, written as its asset writes it."""
+    window = (frame["date"].min(), frame["date"].max() + dt.timedelta(days=1))
+    platform.defs.resources["lake"].write(AssetKey("treasury_yields"), frame, "date", window)
+
+
+def write_fundamentals(platform: Platform, frame: pl.DataFrame) -> None:
+    warehouse = WarehouseIOManager(url=platform.settings.warehouse_url.value)
+    warehouse.write(AssetKey("company_fundamentals"), frame, "date", None)
+
+
 def _ten_year(sessions: list[dt.date]) -> pl.DataFrame:
     """treasury_yields as the fundamentals branch defines it: a random walk of the 10-year."""
     rng = np.random.default_rng(20)
@@ -230,9 +240,9 @@ def _quarters(symbol: str, eps: float, shares: float) -> list[dict]:
 def test_ir_beta_stress_and_valuation_from_stored_yields_and_fundamentals(platform):
     sessions = sessions_between(FIRST, LAST + dt.timedelta(days=1))
     yields = _ten_year(sessions)
-    write_yields(platform.defs.resources["lake"], yields)
+    write_yields(platform, yields)
     fundamentals = pl.DataFrame(_quarters("AAPL", 1.5, 15e9) + _quarters("JPM", 4.0, 2.8e9))
-    write_fundamentals(WarehouseIOManager(url=platform.settings.warehouse_url.value), fundamentals)
+    write_fundamentals(platform, fundamentals)
     run = _run(platform, RISK, FIRST, LAST)
     assert run.success, run.failure
     assert {a: run.asset_checks.get((a, "contract")) for a in RISK} == dict.fromkeys(RISK, True)

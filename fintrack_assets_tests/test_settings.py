@@ -13,6 +13,15 @@ def test_defaults_are_the_embedded_platform(tmp_path, monkeypatch):
     assert settings.universe == "sample"
     assert settings.start_date.isoformat() == "2020-01-02"
     assert settings.fraud_scorer == "local"
+    assert settings.market_data_rate_limit is None  # unlimited
+    assert dict(settings.shown())["FINTRACK_MARKET_DATA_RATE_LIMIT"] == "-"
+
+
+@pytest.mark.parametrize("value", ["5", " 5 ", "5/min", "5/MIN"])
+def test_a_rate_limit_is_requests_per_minute(value):
+    settings = Settings.from_env({"FINTRACK_MARKET_DATA_RATE_LIMIT": value})
+    assert settings.market_data_rate_limit == 5
+    assert dict(settings.shown())["FINTRACK_MARKET_DATA_RATE_LIMIT"] == "5/min"
 
 
 @pytest.mark.parametrize(
@@ -38,6 +47,11 @@ def test_defaults_are_the_embedded_platform(tmp_path, monkeypatch):
         ({"FINTRACK_FRAUD_SCORER": "http"}, ["FINTRACK_FRAUD_API_URL"]),
         ({"FINTRACK_FRAUD_API_URL": "ftp://x"}, ["FINTRACK_FRAUD_API_URL"]),
         ({"FINTRACK_POLYGON_URL": "api.polygon.io"}, ["FINTRACK_POLYGON_URL"]),
+        ({"FINTRACK_MARKET_DATA_RATE_LIMIT": "0"}, ["FINTRACK_MARKET_DATA_RATE_LIMIT", ">= 1"]),
+        ({"FINTRACK_MARKET_DATA_RATE_LIMIT": "-5"}, ["FINTRACK_MARKET_DATA_RATE_LIMIT"]),
+        ({"FINTRACK_MARKET_DATA_RATE_LIMIT": "2.5"}, ["FINTRACK_MARKET_DATA_RATE_LIMIT", "whole"]),
+        ({"FINTRACK_MARKET_DATA_RATE_LIMIT": "fast"}, ["FINTRACK_MARKET_DATA_RATE_LIMIT"]),
+        ({"FINTRACK_MARKET_DATA_RATE_LIMIT": "²"}, ["FINTRACK_MARKET_DATA_RATE_LIMIT"]),
     ],
 )
 def test_a_bad_value_fails_with_one_line_naming_the_variable(env, names):
@@ -91,3 +105,14 @@ def test_s3_lake_and_endpoint():
     assert settings.lake_is_s3
     assert settings.s3_storage_options["AWS_ALLOW_HTTP"] == "true"
     assert settings.s3_storage_options["AWS_REGION"] == "us-east-1"
+
+
+@pytest.mark.parametrize("spec", ["all", "sp500_pit", "sp500", "sample", "synthetic:5400"])
+def test_every_named_universe_is_accepted(spec):
+    assert Settings.from_env({"FINTRACK_UNIVERSE": spec}).universe == spec
+
+
+def test_a_misspelt_universe_lists_the_named_ones():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"FINTRACK_UNIVERSE": "sp500 pit"})
+    assert "sample, sp500, sp500_pit, all," in str(raised.value)

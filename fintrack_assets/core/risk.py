@@ -39,6 +39,7 @@ import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
 from fintrack_assets.core.calendar import with_session_index
+from fintrack_assets.core.fundamentals import fundamentals_as_of
 from fintrack_assets.core.holdings import CASH
 
 TRADING_DAYS = 252
@@ -610,65 +611,6 @@ SECTOR_SCHEMA: dict[str, pl.DataType] = {
 }
 """sector_exposure's columns: one row per (date, portfolio_id, sector)."""
 
-TTM_QUARTERS = 4
-
-
-def _fundamentals_as_of(fundamentals: pl.DataFrame, pairs: pl.DataFrame) -> pl.DataFrame:
-    """(symbol, date, eps_ttm, shares_outstanding) for each (symbol, date) of `pairs`: the
-    figures known on the date, point in time by filing date (a filing counts from its
-    filing_date on, that day included). shares_outstanding is the latest quarter's (the latest
-    period_end filed by then; a restatement of a quarter replaces it from its own filing
-    date); eps_ttm the sum of the latest four quarters' EPS known then, null with fewer than
-    four or a null among them. Null both when nothing is known yet.
-
-    A private stand-in for core.fundamentals.fundamentals_as_of (being written beside this),
-    with the same point-in-time rule."""
-    schema = {"symbol": pl.String, "period_end": pl.Date, "filing_date": pl.Date}
-    rows = fundamentals.select(
-        *(pl.col(c).cast(t) for c, t in schema.items()),
-        pl.col("eps").cast(pl.Float64),
-        pl.col("shares_outstanding").cast(pl.Float64),
-    ).filter(
-        pl.col("symbol").is_in(pairs["symbol"].unique().implode())
-        & pl.col("period_end").is_not_null()
-        & pl.col("filing_date").is_not_null()
-    )
-    # Each filing date of a symbol is a moment its known figures change: what is known then.
-    events = rows.select("symbol", pl.col("filing_date").alias("known_from")).unique()
-    known = (
-        events.join(rows, on="symbol")
-        .filter(pl.col("filing_date") <= pl.col("known_from"))
-        .sort("symbol", "known_from", "period_end", "filing_date")
-        .unique(["symbol", "known_from", "period_end"], keep="last", maintain_order=True)
-    )
-    latest = known.group_by("symbol", "known_from").agg(
-        pl.col("shares_outstanding").last(),
-        pl.col("eps").tail(TTM_QUARTERS).alias("_eps"),
-    )
-    eps_ttm = (
-        pl.when(
-            (pl.col("_eps").list.len() == TTM_QUARTERS)
-            & (pl.col("_eps").list.drop_nulls().list.len() == TTM_QUARTERS)
-        )
-        .then(pl.col("_eps").list.sum())
-        .otherwise(None)
-    )
-    latest = latest.select("symbol", "known_from", eps_ttm.alias("eps_ttm"), "shares_outstanding")
-    return (
-        pairs.select(pl.col("symbol").cast(pl.String), pl.col("date").cast(pl.Date))
-        .unique()
-        .sort("date")
-        .join_asof(
-            latest.sort("known_from"),
-            left_on="date",
-            right_on="known_from",
-            by="symbol",
-            strategy="backward",
-            check_sortedness=False,  # both sorted on the key; polars cannot tell within `by`
-        )
-        .select("symbol", "date", "eps_ttm", "shares_outstanding")
-    )
-
 
 def sector_exposure(
     holdings_daily: pl.DataFrame,
@@ -682,9 +624,9 @@ def sector_exposure(
     closed that day (no shares) are left out; the Cash row always shows.
 
     Valuation, from `fundamentals` (company_fundamentals) known on D, over the sector's
-    *covered* holdings: those with a positive price (holdings_daily's close) and, known on D,
-    both EPS over the last four quarters (eps_ttm) and shares outstanding. With w the
-    holdings' market values:
+    *covered* holdings: those with a positive price (holdings_daily's close) and, known on D
+    (core.fundamentals.fundamentals_as_of: filed on or before D), both EPS over the last four
+    quarters (eps_ttm) and shares outstanding. With w the holdings' market values:
 
     - pe_ratio = sum(w) / sum(w x eps_ttm / price): the value-weighted harmonic mean of the
       holdings' P/E, i.e. the value held over the earnings it owns. Null when the covered
@@ -758,7 +700,7 @@ def _with_fundamentals(rows: pl.DataFrame, fundamentals: pl.DataFrame | None) ->
             pl.lit(None, pl.Float64).alias("shares_outstanding"),
         )
     held = rows.filter(pl.col("symbol") != CASH).select("symbol", "date").unique()
-    known = _fundamentals_as_of(fundamentals, held).select(
+    known = fundamentals_as_of(fundamentals, held).select(
         "symbol", "date", "eps_ttm", "shares_outstanding"
     )
     return rows.join(known, on=["symbol", "date"], how="left", maintain_order="left")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from fintrack_assets.core.membership import MEMBER_SPELLS, Spell, format_spells
 from fintrack_assets.core.symbols import valid_symbol_expr
 
 UNIVERSE_SCHEMA = {
@@ -33,6 +34,23 @@ SECTORS = [
 ]
 
 
+LISTED_AT = "listed_at"
+LISTING_SOURCE = "listing_source"
+STORED_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    **UNIVERSE_SCHEMA,
+    MEMBER_SPELLS: pl.String,
+    LISTED_AT: pl.Datetime("us", "UTC"),
+    LISTING_SOURCE: pl.String,
+}
+"""What `symbol_universe` stores besides `metadata_refreshed_at`: membership spells for
+`sp500_pit`, when and from whom the listing of `all` came; null for the other universes."""
+
+ALL_SYNTHETIC_SYMBOLS = 5_400
+"""The synthetic market's `all`: about as many symbols as the US lists stocks and ETFs."""
+
+SPECS = ("sample", "sp500", "sp500_pit", "all")
+
+
 def _shipped(name: str) -> Path:
     return Path(str(resources.files("fintrack_assets") / "data" / name))
 
@@ -50,6 +68,35 @@ def sp500_universe() -> pl.DataFrame:
         pl.col("GICS Sector").alias("sector"),
         pl.col("GICS Sub-Industry").alias("industry"),
         pl.lit("equity").alias("asset_type"),
+    )
+
+
+def sp500_pit_universe() -> pl.DataFrame:
+    """Every symbol that was in the S&P 500 between 1996-01-02 and 2025-11-16, one row each
+    with its membership spells (`member_spells`), from the shipped point-in-time list
+    (data/sp500_history, see data/README.md). Tickers are spelled as we do (`BRK.B` ->
+    `BRK-B`); name, sector and industry come from the shipped constituents where the symbol
+    is still in them, null for the delisted and renamed (their sector reads "Unknown")."""
+    spells = pl.read_csv(
+        _shipped("sp500_history/sp500_ticker_start_end.csv"),
+        schema={"ticker": pl.String, "start_date": pl.Date, "end_date": pl.Date},
+    )
+    by_symbol: dict[str, list[Spell]] = {}
+    for ticker, start, end in spells.iter_rows():
+        symbol = ticker.strip().replace(".", "-")
+        by_symbol.setdefault(symbol, []).append((start, end))
+    listed = pl.DataFrame(
+        {
+            "symbol": list(by_symbol),
+            MEMBER_SPELLS: [format_spells(s) for s in by_symbol.values()],
+        },
+        schema={"symbol": pl.String, MEMBER_SPELLS: pl.String},
+    )
+    return (
+        listed.join(sp500_universe(), on="symbol", how="left")
+        .with_columns(pl.col("asset_type").fill_null("equity"))
+        .select(*UNIVERSE_SCHEMA, MEMBER_SPELLS)
+        .sort("symbol")
     )
 
 
@@ -102,17 +149,19 @@ def split_valid(universe: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         .then(pl.lit("duplicate"))
         .alias("reason")
     )
-    valid = marked.filter(pl.col("reason").is_null()).select(list(UNIVERSE_SCHEMA))
+    kept = [c for c in universe.columns if c in STORED_SCHEMA]
+    valid = marked.filter(pl.col("reason").is_null()).select(kept)
     rejected = marked.filter(pl.col("reason").is_not_null()).drop("_row")
     return valid.sort("symbol"), rejected
 
 
 def parse_universe_spec(spec: str) -> tuple[str, str | int | list[str] | Path]:
-    """('sample'|'sp500', name) · ('synthetic', N) · ('csv', path) · ('symbols', [..])."""
+    """('sample'|'sp500'|'sp500_pit'|'all', name) · ('synthetic', N) · ('csv', path) ·
+    ('symbols', [..])."""
     from fintrack_assets.core.symbols import validate_symbols
 
     text = spec.strip()
-    if text in ("sample", "sp500"):
+    if text in SPECS:
         return text, text
     if text.startswith("synthetic:"):
         count = text.removeprefix("synthetic:")
@@ -131,11 +180,18 @@ def parse_universe_spec(spec: str) -> tuple[str, str | int | list[str] | Path]:
 
 
 def load_universe(spec: str) -> pl.DataFrame:
+    """The universe a spec names. `all` is a provider's listing, which core does not fetch:
+    `symbol_universe` asks the provider (resources/listings.py) and parses it here
+    (core/listings.py)."""
     kind, value = parse_universe_spec(spec)
+    if kind == "all":
+        raise ValueError("the 'all' universe is the market-data provider's listing, not a file")
     if kind == "sample":
         return sample_universe()
     if kind == "sp500":
         return sp500_universe()
+    if kind == "sp500_pit":
+        return sp500_pit_universe()
     if kind == "synthetic":
         assert isinstance(value, int)
         return synthetic_universe(value)
@@ -191,5 +247,38 @@ def with_provider_metadata(
     )
     merged = universe.join(newest, on="symbol", how="left", suffix="_provider")
     return merged.with_columns(pl.coalesce(f"{c}_provider", c).alias(c) for c in METADATA).select(
-        *UNIVERSE_SCHEMA, REFRESHED_AT
+        *(c for c in universe.columns if c != REFRESHED_AT), REFRESHED_AT
     )
+
+
+def with_stored_columns(universe: pl.DataFrame) -> pl.DataFrame:
+    """The universe with every column `symbol_universe` stores, absent ones null, in order."""
+    return universe.with_columns(
+        pl.lit(None, dtype).alias(column)
+        for column, dtype in STORED_SCHEMA.items()
+        if column not in universe.columns
+    ).select(*STORED_SCHEMA, *(c for c in universe.columns if c not in STORED_SCHEMA))
+
+
+def stamped_listing(listing: pl.DataFrame, source: str, now: dt.datetime) -> pl.DataFrame:
+    """A listing just received from `source`, stamped with when and from whom."""
+    return listing.select(*UNIVERSE_SCHEMA).with_columns(
+        pl.lit(now).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(LISTED_AT),
+        pl.lit(source, pl.String).alias(LISTING_SOURCE),
+    )
+
+
+def cached_listing(
+    previous: pl.DataFrame | None, source: str, now: dt.datetime, max_age: dt.timedelta
+) -> pl.DataFrame | None:
+    """The listing the previous table holds when it came from `source` no longer than
+    `max_age` ago (rows stamped at the same time), else None. A table written before the
+    listing columns existed, or for another universe, holds none."""
+    if previous is None or not {LISTED_AT, LISTING_SOURCE} <= set(previous.columns):
+        return None
+    listed = previous.filter(
+        pl.col(LISTED_AT).is_not_null() & (pl.col(LISTING_SOURCE) == source)
+    ).with_columns(pl.col(LISTED_AT).dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
+    if listed.is_empty() or listed[LISTED_AT].min() < now - max_age:  # type: ignore[operator]
+        return None
+    return listed.select(*UNIVERSE_SCHEMA, LISTED_AT, LISTING_SOURCE)

@@ -74,6 +74,15 @@ def lazy_input(context: InputContext) -> bool:
     return context.dagster_type.typing_type is pl.LazyFrame
 
 
+@dataclass(frozen=True)
+class MergeRows:
+    """An output that adds its rows to the window without rewriting what is there: a row whose
+    `keys` the table already holds is left as it is (`raw_ohlcv`'s `mode: missing`)."""
+
+    frame: pl.DataFrame
+    keys: tuple[str, ...]
+
+
 class NotMaterialised(Failure):
     """An input's table does not exist yet. A `Failure`, so Dagster shows this one sentence as
     the step's error, and one that skips the retry policy: retrying will not create it."""
@@ -173,18 +182,30 @@ class TableIOManager(ConfigurableIOManager):
         window. NotMaterialised is raised here, not at `collect`."""
         raise NotImplementedError
 
+    def merge(
+        self, key: AssetKey, rows: MergeRows, column: str, window: Window | None
+    ) -> dict[str, Any]:
+        """Inserts `rows`' rows whose keys the window does not hold yet; returns the output
+        metadata."""
+        raise NotImplementedError(f"{type(self).__name__} does not merge")
+
     def write(
-        self, key: AssetKey, frame: pl.DataFrame, column: str, window: Window | None
+        self, key: AssetKey, frame: pl.DataFrame | MergeRows, column: str, window: Window | None
     ) -> dict[str, Any]:
         """`store`, after refusing a frame that holds an inf or a NaN: no table ever gets one,
         whichever asset computed it (the contracts judge after the write; this is before)."""
-        refuse_non_finite(key, frame)
         started = time.perf_counter()
-        with credentials_checked():
-            metadata = self.store(key, frame, column, window)
+        if isinstance(frame, MergeRows):
+            refuse_non_finite(key, frame.frame)
+            with credentials_checked():
+                metadata = self.merge(key, frame, column, window)
+        else:
+            refuse_non_finite(key, frame)
+            with credentials_checked():
+                metadata = self.store(key, frame, column, window)
         return {**metadata, f"{self.kind}_write_seconds": round(time.perf_counter() - started, 3)}
 
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame | MergeRows) -> None:
         if obj is None:
             return
         column = partition_column(context)

@@ -30,7 +30,13 @@ from tenacity import (
 )
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import NotMaterialised, Rows, TableIOManager, Window
+from fintrack_assets.io_managers.context import (
+    MergeRows,
+    NotMaterialised,
+    Rows,
+    TableIOManager,
+    Window,
+)
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
@@ -160,6 +166,32 @@ class LakeTable:
             f"{date_column} >= '{start.isoformat()}' AND {date_column} < '{end.isoformat()}'"
         )
         return on_commit_conflict()(self._overwrite, data.to_arrow(), predicate)
+
+    def merge_window(
+        self,
+        frame: pl.DataFrame,
+        date_column: str,
+        start: dt.date,
+        end: dt.date,
+        keys: Sequence[str],
+    ) -> tuple[int, int]:
+        """Inserts the rows of `frame` whose `keys` the window does not hold yet, in one merge
+        commit that rewrites no existing row; returns (version, rows inserted)."""
+        require_within_window(frame, date_column, start, end, self.uri)
+        data = frame.with_columns(pl.col(date_column).dt.year().cast(pl.Int32).alias(YEAR))
+        return on_commit_conflict()(self._merge, data.to_arrow(), [YEAR, *keys])
+
+    def _merge(self, data: pa.Table, keys: list[str]) -> tuple[int, int]:
+        table = self._table() or self._create(data.schema)
+        if data.num_rows == 0:
+            return table.version(), 0
+        predicate = " AND ".join(f"target.{key} = source.{key}" for key in keys)
+        stats = (
+            table.merge(data, predicate, source_alias="source", target_alias="target")
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        return table.version(), int(stats.get("num_target_rows_inserted", 0))
 
     def replace_all(self, frame: pl.DataFrame) -> int:
         return on_commit_conflict()(self._overwrite, frame.to_arrow(), None)
@@ -409,6 +441,20 @@ class LakeIOManager(TableIOManager):
             "lake_table": table.uri,
             "delta_version": table.replace_window(frame, column, *window),
             "window": f"[{window[0]}, {window[1]})",
+        }
+
+    def merge(
+        self, key: AssetKey, rows: MergeRows, column: str, window: Window | None
+    ) -> dict[str, Any]:
+        if window is None:
+            raise ValueError(f"{key.to_user_string()}: merging needs a partition window")
+        table = self.table(list(key.path))
+        version, inserted = table.merge_window(rows.frame, column, *window, rows.keys)
+        return {
+            "lake_table": table.uri,
+            "delta_version": version,
+            "window": f"[{window[0]}, {window[1]})",
+            "rows_merged": inserted,
         }
 
     def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:

@@ -155,6 +155,53 @@ def in_batches(symbols: Sequence[str], size: int) -> Iterator[list[str]]:
         yield list(symbols[offset : offset + size])
 
 
+@dataclass
+class BatchBars:
+    """One batch of a fetch, as soon as it is complete: its symbols' bars (corporate actions
+    joined) and its failed symbols. `requests` counts the call's requests so far."""
+
+    number: int  # 1-based, in the plan of the whole window
+    symbols: list[str]
+    bars: pl.DataFrame
+    failures: pl.DataFrame
+    seconds: float
+    requests: int = 0
+
+    @property
+    def batch(self) -> Batch:
+        return Batch(
+            self.number, len(self.symbols), self.seconds, self.failures["symbol"].n_unique()
+        )
+
+
+Plan = list[tuple[int, list[str]]]
+"""Numbered batches of symbols (1-based): the same symbols and size give the same plan."""
+
+
+def plan_batches(symbols: Sequence[str], size: int) -> Plan:
+    return list(enumerate(in_batches(list(dict.fromkeys(symbols)), size), start=1))
+
+
+def gather(
+    batches: Iterator[BatchBars], total: int, batch_size: int, symbols: int, log: Log
+) -> FetchResult:
+    """A whole fetch from its batches, logging a `batch_line` as each one completes."""
+    started = time.perf_counter()
+    result = FetchResult(bars=empty_bars(), batch_size=batch_size, symbols_requested=symbols)
+    pieces: list[pl.DataFrame] = []
+    failures: list[pl.DataFrame] = []
+    for done, piece in enumerate(batches, start=1):
+        pieces.append(piece.bars)
+        failures.append(piece.failures)
+        result.batches.append(piece.batch)
+        result.requests = piece.requests
+        log(batch_line(piece.batch, total, time.perf_counter() - started, done))
+    result.batches.sort(key=lambda batch: batch.number)
+    result.bars = pl.concat([empty_bars(), *pieces], how="diagonal_relaxed").select(BAR_COLUMNS)
+    result.failures = pl.concat([failures_frame([]), *failures])
+    return result
+
+
 def batch_line(batch: Batch, total: int, elapsed: float, done: int | None = None) -> str:
     """The per-batch progress line, e.g.
     `batch 3/55 (5 %): 100 symbols, 1.2 s, 2 failed, ETA 1 min 4 s`; `elapsed` is the time
@@ -173,12 +220,16 @@ __all__ = [
     "BAR_COLUMNS",
     "FAILURE_SCHEMA",
     "Batch",
+    "BatchBars",
     "FetchResult",
+    "Plan",
     "Retries",
     "backoff",
     "batch_line",
     "empty_bars",
     "failures_frame",
+    "gather",
     "in_batches",
     "metadata_frame",
+    "plan_batches",
 ]

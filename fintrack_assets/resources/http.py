@@ -7,6 +7,9 @@ requests are in flight whatever the batching. What every request gets from it:
 - Retries (tenacity) of 429, 5xx, timeouts and connection errors, with exponential backoff and
   full jitter, or the server's `Retry-After` on a 429 or 503, capped at `max_backoff_seconds`
   (`fetching.retry_wait`). Any other status outside 2xx fails the request at once.
+- A request budget when the policy carries one (`budget.RateBudget`, a provider's
+  `rate_limit_per_minute`): every attempt, retries included, takes a unit before it is sent,
+  so a retry after a 429's `Retry-After` waits that long and then for the budget too.
 - A 401 or 403 raises `CredentialsRefused`, and every later request of the call is refused
   before it is sent: the same credentials would be refused again.
 - When the call fails or is stopped, the cancel event stops every request not yet sent, queued
@@ -32,6 +35,7 @@ import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from fintrack_assets.core.display import plural
+from fintrack_assets.resources.budget import RateBudget
 from fintrack_assets.resources.fetching import Retryable, Sleep, retry_after, retry_wait
 from fintrack_assets.settings import redact_url
 
@@ -95,6 +99,7 @@ class HttpPolicy:
     max_backoff_seconds: float  # also caps a server's Retry-After
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
     sleep: Sleep = field(default=time.sleep, repr=False)
+    budget: RateBudget | None = field(default=None, repr=False)  # shared by the client's threads
 
 
 class RequestFailed(Exception):
@@ -169,10 +174,10 @@ class HttpClient:
 
         def attempt() -> httpx.Response:
             nonlocal attempts
-            if self.refused is not None:
-                raise CredentialsRefused(self.refused, earlier=True)
-            if self.cancelled.is_set():
-                raise RequestFailed("not sent: cancelled")
+            self._sendable()
+            if self.policy.budget is not None:
+                self.policy.budget.acquire(cancelled=self.cancelled)
+                self._sendable()  # a budget wait can be long: the call may have ended
             attempts += 1
             if tally is not None:
                 tally.attempts += 1
@@ -191,6 +196,13 @@ class HttpClient:
             return retrying(attempt)
         except Retryable as exc:
             raise RequestFailed(f"{exc.reason} after {plural(attempts, 'attempt')}") from None
+
+    def _sendable(self) -> None:
+        """Raises when the call refuses to send more: a refused key, or cancelled."""
+        if self.refused is not None:
+            raise CredentialsRefused(self.refused, earlier=True)
+        if self.cancelled.is_set():
+            raise RequestFailed("not sent: cancelled")
 
     def _send(self, method: str, url: str, send: dict[str, Any]) -> httpx.Response:
         try:

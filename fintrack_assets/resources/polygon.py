@@ -12,6 +12,9 @@ benchmarked against a local stub. Design points:
 - Every request of a fetch goes through one `resources.http` client (one pooled
   `httpx.Client`, one thread pool of `max_concurrency`), so at most that many requests are in
   flight, whatever the batching; retries, `Retry-After` and what a status means are its.
+- `budget` (`rate_limit_per_minute`, unlimited by default; the free tier allows 5) is the
+  provider's, shared by every call and thread of it: each request, retries included, waits
+  for a unit of it before it is sent (`resources.budget`).
 - The API key travels only in the `Authorization` header and only to `base_url`: `next_url`
   is followed on `base_url` (its path and query), so a proxy or stub keeps working and the
   token never goes to a host it was not configured for. It is in no repr, log line, error
@@ -39,16 +42,19 @@ import httpx
 import polars as pl
 
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
+from fintrack_assets.core.listings import polygon_listing
 from fintrack_assets.core.symbols import is_valid_symbol
+from fintrack_assets.resources.budget import RateBudget
 from fintrack_assets.resources.fetching import (
-    Batch,
+    BatchBars,
     FetchResult,
     Log,
+    Plan,
     Retries,
-    batch_line,
     failures_frame,
-    in_batches,
+    gather,
     metadata_frame,
+    plan_batches,
 )
 from fintrack_assets.resources.http import (
     CredentialsRefused,
@@ -57,6 +63,7 @@ from fintrack_assets.resources.http import (
     RequestFailed,
     threaded_client,
 )
+from fintrack_assets.resources.listings import ListingFailed
 
 DEFAULT_BASE_URL = "https://api.polygon.io"
 NEW_YORK = "America/New_York"
@@ -66,6 +73,8 @@ INDEX_UNAVAILABLE = "index symbols are not available from Polygon's stocks API"
 FX_UNAVAILABLE = "FX and futures symbols (with '=') are not available from Polygon's stocks API"
 NO_BARS = "no bars returned for the window"
 MALFORMED_ACTION = "malformed split or dividend record from Polygon for this symbol"
+SINGLE_SESSION_BATCH = 1_000_000
+"""One session's plan is one batch: the grouped request serves every symbol at once."""
 MAX_PAGES = 10_000
 """A guard against a server that never stops handing out `next_url`."""
 POLYGON_RETRIES = Retries(max_attempts=5, backoff_base_seconds=1.0, backoff_max_seconds=60.0)
@@ -227,6 +236,11 @@ class PolygonProvider:
     retries: Retries = POLYGON_RETRIES
     batch_size: int = 50
     transport: httpx.BaseTransport | None = field(default=None, repr=False)
+    budget: RateBudget = field(default_factory=RateBudget.unlimited)
+
+    @property
+    def rate_limit_per_minute(self) -> int | None:
+        return self.budget.per_minute
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -236,20 +250,32 @@ class PolygonProvider:
 
     # -- bars -------------------------------------------------------------------------------
 
+    def batch_size_for(self, sessions: int) -> int:
+        """A range is one request per ticker, in batches; one session is one grouped request
+        for the whole market, so one batch."""
+        return self.batch_size if sessions > 1 else SINGLE_SESSION_BATCH
+
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
         """Bars for `symbols` over `sessions` (ascending NYSE sessions of the window)."""
         symbols = list(dict.fromkeys(symbols))
-        if not symbols or not sessions:
-            return FetchResult(
-                empty_bars(), batch_size=self.batch_size, symbols_requested=len(symbols)
-            )
+        size = self.batch_size_for(len(sessions))
+        plan = plan_batches(symbols, size) if sessions else []
+        result = gather(self.fetch_batches(plan, sessions, log), len(plan), size, len(symbols), log)
+        result.batch_size = self.batch_size if len(sessions) > 1 else len(symbols)
+        return result
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        """The plan's batches, each once its symbols and the window's corporate actions are in."""
+        plan = [(number, list(dict.fromkeys(group))) for number, group in plan if group]
+        if not plan or not sessions:
+            return
         with self._calls() as (session, pool):
             if len(sessions) == 1:
-                result = self._fetch_grouped(session, pool, symbols, sessions[0], log)
+                yield from self._grouped(session, pool, plan, sessions[0], log)
             else:
-                result = self._fetch_ranges(session, pool, symbols, sessions[0], sessions[-1], log)
-        result.requests = session.requests
-        return result
+                yield from self._ranges(session, pool, plan, sessions[0], sessions[-1], log)
 
     @contextmanager
     def _calls(self) -> Iterator[tuple[_Session, ThreadPoolExecutor]]:
@@ -264,6 +290,7 @@ class PolygonProvider:
             retries.backoff_max_seconds,
             self.transport,
             retries.sleep,
+            self.budget,
         )
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with threaded_client(self.base_url, policy, "polygon", headers=headers) as (http, pool):
@@ -316,28 +343,25 @@ class PolygonProvider:
                     kept.append((symbol, day, value))
         return actions
 
-    def _fetch_grouped(
-        self,
-        session: _Session,
-        pool: ThreadPoolExecutor,
-        symbols: list[str],
-        day: dt.date,
-        log: Log,
-    ) -> FetchResult:
-        """One session: one grouped-daily request for the whole market, kept to `symbols`."""
+    def _grouped(
+        self, session: _Session, pool: ThreadPoolExecutor, plan: Plan, day: dt.date, log: Log
+    ) -> Iterator[BatchBars]:
+        """One session: one grouped-daily request for the whole market serves every batch."""
         started = time.perf_counter()
+        symbols = [symbol for _, group in plan for symbol in group]
         actions = self._submit_actions(session, pool, day, day)
         grouped = pool.submit(
             session.get,
             f"{session.base}/v2/aggs/grouped/locale/us/market/stocks/{day.isoformat()}",
             {"adjusted": "false"},
         )
+        batch_of = {symbol: number for number, group in plan for symbol in group}
         failures: list[tuple[str, str, int]] = []
         wanted: dict[str, str] = {}
         for symbol in symbols:
             reason = unsupported_reason(symbol)
             if reason:
-                failures.append((symbol, reason, 1))
+                failures.append((symbol, reason, batch_of[symbol]))
             else:
                 wanted[to_polygon(symbol)] = symbol
         bars: dict[str, list[dict[str, Any]]] = {}
@@ -346,22 +370,16 @@ class PolygonProvider:
                 symbol = wanted.get(str(bar.get("T")))
                 if symbol is not None:
                     bars.setdefault(symbol, []).append(bar)
-            failures.extend((s, NO_BARS, 1) for s in wanted.values() if s not in bars)
+            failures.extend((s, NO_BARS, batch_of[s]) for s in wanted.values() if s not in bars)
         except _Failed as exc:
-            failures.extend((s, str(exc), 1) for s in wanted.values())
+            failures.extend((s, str(exc), batch_of[s]) for s in wanted.values())
             bars = {}
         outcome = self._actions_outcome(actions, symbols)
-        bars, failures = _settle(bars, failures, outcome, symbols, dict.fromkeys(symbols, 1), log)
-        failed = len({symbol for symbol, _, _ in failures})
-        batch = Batch(1, len(symbols), time.perf_counter() - started, failed)
-        log(batch_line(batch, 1, batch.seconds))
-        return FetchResult(
-            bars=_with_actions(_bars_frame(bars), outcome),
-            failures=failures_frame(failures),
-            batches=[batch],
-            batch_size=len(symbols),
-            symbols_requested=len(symbols),
-        )
+        _say_if_failed(outcome, log)
+        bars, failures = _settle(bars, failures, outcome, symbols, batch_of)
+        seconds = time.perf_counter() - started
+        for number, group in plan:
+            yield _batch_bars(number, group, bars, failures, outcome, seconds, session.requests)
 
     def _symbol_bars(
         self, session: _Session, symbol: str, first: dt.date, last: dt.date
@@ -381,27 +399,26 @@ class PolygonProvider:
             return started, str(exc)
         return started, bars if bars else NO_BARS
 
-    def _fetch_ranges(
+    def _ranges(
         self,
         session: _Session,
         pool: ThreadPoolExecutor,
-        symbols: list[str],
+        plan: Plan,
         first: dt.date,
         last: dt.date,
         log: Log,
-    ) -> FetchResult:
-        """Several sessions: one range request per ticker (paged), all through one pool.
-        A batch's line is logged once its symbols are done and the corporate actions are in
-        (they are submitted first, so they rarely hold a line back): only then is its count
-        of failed symbols final."""
-        fetch_started = time.perf_counter()
+    ) -> Iterator[BatchBars]:
+        """Several sessions: one range request per ticker (paged), all through one pool. A
+        batch is yielded once its symbols are done and the corporate actions are in (they are
+        submitted first, so they rarely hold a batch back): only then is it final."""
+        symbols = [symbol for _, group in plan for symbol in group]
         actions = self._submit_actions(session, pool, first, last)
-        groups = list(in_batches(symbols, self.batch_size))
-        progress = {n: _Progress(len(group)) for n, group in enumerate(groups, 1)}
+        groups = dict(plan)
+        progress = {number: _Progress(len(group)) for number, group in plan}
         batch_of: dict[str, int] = {}
         failures: list[tuple[str, str, int]] = []
         pending: dict[Future[tuple[float, list[dict[str, Any]] | str]], str] = {}
-        for number, group in enumerate(groups, 1):
+        for number, group in plan:
             for symbol in group:
                 batch_of[symbol] = number
                 reason = unsupported_reason(symbol)
@@ -410,15 +427,14 @@ class PolygonProvider:
                 else:
                     pending[pool.submit(self._symbol_bars, session, symbol, first, last)] = symbol
                     progress[number].open += 1
-        completed = [n for n, p in progress.items() if p.open == 0]
+        completed = [number for number, state in progress.items() if state.open == 0]
         bars: dict[str, list[dict[str, Any]]] = {}
         outcome: _Actions | str | None = None
-        records: list[Batch] = []
         # as_completed registers its waiter once; wait(FIRST_COMPLETED) in a loop would
         # re-register on every pending future per wake-up (quadratic, under the GIL).
         for future in as_completed([*actions, *pending]):
             if future in pending:
-                symbol = pending[future]
+                symbol = pending.pop(future)
                 state = progress[batch_of[symbol]]
                 started, result = future.result()  # PolygonAuthError propagates
                 state.started = min(state.started, started)
@@ -432,34 +448,25 @@ class PolygonProvider:
                     completed.append(batch_of[symbol])
             if outcome is None and all(action.done() for action in actions):
                 outcome = self._actions_outcome(actions, symbols)
-                if isinstance(outcome, str):
-                    log(f"{outcome}: every symbol marked failed, no bars kept")
+                _say_if_failed(outcome, log)
             if outcome is not None:
-                failed_symbols = {symbol for symbol, _, _ in failures}
-                if isinstance(outcome, _Actions):
-                    failed_symbols |= outcome.malformed
                 for number in completed:
-                    state = progress[number]
-                    group = groups[number - 1]
-                    failed = (
-                        state.size
-                        if isinstance(outcome, str)
-                        else sum(symbol in failed_symbols for symbol in group)
+                    group = groups[number]
+                    mine = [f for f in failures if f[2] == number]
+                    kept, mine = _settle(
+                        {s: bars.pop(s) for s in group if s in bars}, mine, outcome, group, batch_of
                     )
-                    records.append(Batch(number, state.size, state.seconds, failed))
-                    elapsed = time.perf_counter() - fetch_started
-                    log(batch_line(records[-1], len(groups), elapsed, len(records)))
+                    seconds = progress[number].seconds
+                    yield _batch_bars(number, group, kept, mine, outcome, seconds, session.requests)
                 completed = []
         if outcome is None:  # only without any symbol to wait for
             outcome = self._actions_outcome(actions, symbols)
-        bars, failures = _settle(bars, failures, outcome, symbols, batch_of, None)
-        return FetchResult(
-            bars=_with_actions(_bars_frame(bars), outcome),
-            failures=failures_frame(failures),
-            batches=sorted(records, key=lambda batch: batch.number),
-            batch_size=self.batch_size,
-            symbols_requested=len(symbols),
-        )
+            _say_if_failed(outcome, log)
+        for number in completed:
+            group = groups[number]
+            mine = [f for f in failures if f[2] == number]
+            kept, mine = _settle({}, mine, outcome, group, batch_of)
+            yield _batch_bars(number, group, kept, mine, outcome, 0.0, session.requests)
 
     # -- ticker details ---------------------------------------------------------------------
 
@@ -504,6 +511,32 @@ class PolygonProvider:
         )
         return metadata_frame(rows), failures_frame(failures)
 
+    # -- the `all` universe -----------------------------------------------------------------
+
+    def listing(self, log: Log) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Every active ticker of the stocks market (`/v3/reference/tickers`, 1,000 a page,
+        following `next_url`) kept to stocks and ETFs (core/listings.py), and the rest left
+        out with their type. A page that finally fails fails the listing (`ListingFailed`):
+        half a listing would drop symbols silently."""
+        started = time.perf_counter()
+        params = {"market": "stocks", "active": "true", "limit": "1000"}
+        records: list[dict[str, Any]] = []
+        pages = 0
+        try:
+            with self._calls() as (session, _):
+                for page in session.pages("/v3/reference/tickers", params):
+                    records.extend(_results(page))
+                    pages += 1
+        except (_Failed, PolygonAuthError) as exc:
+            raise ListingFailed(f"Polygon's reference tickers: {exc}") from None
+        universe, left_out = polygon_listing(records)
+        log(
+            f"Polygon listing: {len(records):,} tickers in {pages} page(s), "
+            f"{universe.height:,} stocks and ETFs, {left_out.height:,} left out, "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        return universe, left_out
+
 
 def _settle(
     bars: dict[str, list[dict[str, Any]]],
@@ -511,14 +544,11 @@ def _settle(
     outcome: _Actions | str,
     symbols: list[str],
     batch_of: dict[str, int],
-    log: Log | None,
 ) -> tuple[dict[str, list[dict[str, Any]]], list[tuple[str, str, int]]]:
     """The symbols' results once the corporate actions are known. Failed actions fail every
     symbol (its own error wins where it had one); a malformed action record fails its
     symbol. Either way no bar is kept whose adjustments are unknown."""
     if isinstance(outcome, str):
-        if log is not None:
-            log(f"{outcome}: every symbol marked failed, no bars kept")
         already = {symbol for symbol, _, _ in failures}
         return {}, failures + [
             (symbol, outcome, batch_of[symbol]) for symbol in symbols if symbol not in already
@@ -527,6 +557,33 @@ def _settle(
         failures.append((symbol, MALFORMED_ACTION, batch_of[symbol]))
         del bars[symbol]
     return bars, failures
+
+
+def _say_if_failed(outcome: _Actions | str, log: Log) -> None:
+    if isinstance(outcome, str):
+        log(f"{outcome}: every symbol marked failed, no bars kept")
+
+
+def _batch_bars(
+    number: int,
+    group: list[str],
+    bars: dict[str, list[dict[str, Any]]],
+    failures: list[tuple[str, str, int]],
+    outcome: _Actions | str,
+    seconds: float,
+    requests: int,
+) -> BatchBars:
+    """One batch's settled bars (actions joined) and failures."""
+    members = set(group)
+    mine = {symbol: rows for symbol, rows in bars.items() if symbol in members}
+    return BatchBars(
+        number,
+        group,
+        _with_actions(_bars_frame(mine), outcome),
+        failures_frame([f for f in failures if f[0] in members]),
+        seconds,
+        requests,
+    )
 
 
 _AGG_SCHEMA = {"t": pl.Int64, **dict.fromkeys("ohlcv", pl.Float64)}

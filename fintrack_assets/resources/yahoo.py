@@ -2,7 +2,8 @@
 
 yfinance is reached only through `YahooAdapter` (download, split history, info), so the
 batching, retry and reconstruction logic is tested with recorded frames while the adapter
-itself stays a few lines of yfinance calls.
+itself stays a few lines of yfinance calls. A request budget (`rate_limit_per_minute`) wraps
+the adapter (`BudgetedAdapter`), so every call, retries included, waits for it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,16 +23,18 @@ from tenacity import RetryCallState, retry_if_exception_type, retry_if_result
 from fintrack_assets.core.bronze import BAR_COLUMNS, empty_bars
 from fintrack_assets.core.progress import Clock
 from fintrack_assets.core.yahoo import as_traded, splits_frame, yahoo_long
+from fintrack_assets.resources.budget import UNLIMITED, RateBudget
 from fintrack_assets.resources.fetching import (
-    Batch,
+    BatchBars,
     FetchResult,
     Log,
     MetadataRow,
+    Plan,
     Retries,
-    batch_line,
     failures_frame,
-    in_batches,
+    gather,
     metadata_frame,
+    plan_batches,
 )
 
 RATE_LIMITED = "YFRateLimitError"
@@ -119,6 +122,31 @@ class YFinanceAdapter:
         return dict(yf.Ticker(ticker).info or {})
 
 
+@dataclass
+class BudgetedAdapter:
+    """An adapter whose calls first wait for the provider's request budget. `yf.download`
+    sends one chart request per ticker, so a download takes a unit per ticker (one at a
+    time: a batch larger than a minute's budget waits longer, it is not refused); a split
+    history or an info call takes one."""
+
+    inner: YahooAdapter
+    budget: RateBudget
+
+    def download(
+        self, tickers: list[str], start: dt.date, end: dt.date, threads: int
+    ) -> tuple[pd.DataFrame | None, dict[str, str]]:
+        self.budget.acquire(len(tickers))
+        return self.inner.download(tickers, start, end, threads)
+
+    def splits(self, ticker: str) -> pd.Series:
+        self.budget.acquire()
+        return self.inner.splits(ticker)
+
+    def info(self, ticker: str) -> dict[str, Any]:
+        self.budget.acquire()
+        return self.inner.info(ticker)
+
+
 def _never_splits(symbol: str) -> bool:
     """Indices (^GSPC) and FX or futures (EUR=X) have no split history to ask for."""
     return symbol.startswith("^") or "=" in symbol
@@ -137,29 +165,38 @@ class YahooProvider:
 
     name = "yfinance"
 
+    def batch_size_for(self, sessions: int) -> int:
+        return self.batch_size_single if sessions <= 1 else self.batch_size_range
+
     def fetch(self, symbols: Sequence[str], sessions: Sequence[dt.date], log: Log) -> FetchResult:
-        size = self.batch_size_single if len(sessions) <= 1 else self.batch_size_range
-        result = FetchResult(bars=empty_bars(), batch_size=size, symbols_requested=len(symbols))
-        if not sessions or not symbols:
-            return result
+        size = self.batch_size_for(len(sessions))
+        plan = plan_batches(symbols, size)
+        return gather(self.fetch_batches(plan, sessions, log), len(plan), size, len(symbols), log)
+
+    def fetch_batches(
+        self, plan: Plan, sessions: Sequence[dt.date], log: Log
+    ) -> Iterator[BatchBars]:
+        """One `yf.download` per batch (its failed tickers retried), in plan order."""
+        if not sessions:
+            return
         start, end = sessions[0], sessions[-1] + dt.timedelta(days=1)
-        groups = list(in_batches(symbols, size))
-        pieces: list[pl.DataFrame] = []
-        failures: list[tuple[str, str, int]] = []
-        fetch_started = self.clock()
-        for number, group in enumerate(groups, start=1):
+        counter = FetchResult(bars=empty_bars())
+        for number, group in plan:
             started = self.clock()
-            bars, failed = self._download_batch(group, start, end, result)
-            bars, split_failures = self._as_traded(bars, result)
+            bars, failed = self._download_batch(group, start, end, counter)
+            bars, split_failures = self._as_traded(bars, counter)
             failed |= split_failures
-            pieces.append(bars)
-            failures.extend((symbol, error, number) for symbol, error in sorted(failed.items()))
-            batch = Batch(number, len(group), self.clock() - started, len(failed))
-            result.batches.append(batch)
-            log(batch_line(batch, len(groups), self.clock() - fetch_started))
-        result.bars = pl.concat([empty_bars(), *pieces], how="diagonal_relaxed").select(BAR_COLUMNS)
-        result.failures = failures_frame(failures)
-        return result
+            failures = failures_frame(
+                [(symbol, error, number) for symbol, error in sorted(failed.items())]
+            )
+            yield BatchBars(
+                number,
+                group,
+                pl.concat([empty_bars(), bars], how="diagonal_relaxed").select(BAR_COLUMNS),
+                failures,
+                self.clock() - started,
+                counter.requests,
+            )
 
     def _download_batch(
         self, tickers: list[str], start: dt.date, end: dt.date, result: FetchResult
@@ -249,6 +286,15 @@ class YahooProvider:
             )
         log(f"symbol metadata from yfinance: {len(rows)} refreshed, {len(failures)} failed")
         return metadata_frame(rows), failures_frame(failures)
+
+    @property
+    def budget(self) -> RateBudget:
+        """The request budget its adapter waits for (`BudgetedAdapter`), else unlimited."""
+        return self.adapter.budget if isinstance(self.adapter, BudgetedAdapter) else UNLIMITED
+
+    @property
+    def rate_limit_per_minute(self) -> int | None:
+        return self.budget.per_minute
 
 
 def _short(exc: BaseException) -> str:

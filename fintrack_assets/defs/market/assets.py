@@ -3,6 +3,8 @@
 import datetime as dt
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import polars as pl
 from dagster import (
@@ -26,14 +28,26 @@ from pydantic import Field
 
 from fintrack_assets.core.bronze import reject_counts, to_bronze
 from fintrack_assets.core.calendar import sessions_between
-from fintrack_assets.core.display import percent, rate
+from fintrack_assets.core.display import rate
+from fintrack_assets.core.fetch_plan import PAIR_SCHEMA, keep_wanted, missing_pairs, stage_key
+from fintrack_assets.core.listings import LEFT_OUT_SCHEMA
 from fintrack_assets.core.market import normalise_raw
+from fintrack_assets.core.membership import MEMBER_SPELLS, expected_pairs, members_on, spells_frame
 from fintrack_assets.core.universe import (
+    LISTED_AT,
+    LISTING_SOURCE,
+    cached_listing,
     load_universe,
+    parse_universe_spec,
     split_valid,
     stale_symbols,
+    stamped_listing,
     with_provider_metadata,
+    with_stored_columns,
 )
+from fintrack_assets.io_managers.context import MergeRows
+from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.stage import FetchStage
 from fintrack_assets.io_managers.warehouse import WarehouseIOManager
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
@@ -46,8 +60,17 @@ from fintrack_assets.metadata import (
     reject_share_check,
     reject_share_spec,
     share_threshold,
+    symbol_failures_check,
 )
-from fintrack_assets.partitions import trading_days, unclosed_sessions, window_dates
+from fintrack_assets.partitions import (
+    latest_closed_session,
+    trading_days,
+    unclosed_sessions,
+    window_dates,
+)
+from fintrack_assets.resources.fetch_run import run_fetch
+from fintrack_assets.resources.fetching import plan_batches
+from fintrack_assets.resources.listings import ListingFailed
 from fintrack_assets.resources.market_data import MarketDataResource
 from fintrack_assets.schemas import BronzeOHLCV
 from fintrack_assets.settings import get_settings
@@ -62,17 +85,89 @@ MARKET_DATA_POOL = "market_data_api"
 class UniverseConfig(Config):
     universe: str | None = Field(
         default=None,
-        description="Overrides FINTRACK_UNIVERSE for this run: sample, sp500, a comma list "
-        "like AAPL,MSFT, a CSV path, or synthetic:N. Unset: FINTRACK_UNIVERSE.",
+        description="Overrides FINTRACK_UNIVERSE for this run: sample, sp500, sp500_pit (the "
+        "S&P 500 on each session since 1996), all (every listed US stock and ETF), a comma "
+        "list like AAPL,MSFT, a CSV path, or synthetic:N. Unset: FINTRACK_UNIVERSE.",
     )
     refresh_metadata: bool = Field(
         default=True,
         description="Ask the market-data provider for name, sector and industry of symbols "
-        "whose metadata is older than metadata_max_age_days.",
+        "whose metadata is older than metadata_max_age_days (not for `all`: its listing "
+        "names them).",
     )
     metadata_max_age_days: int = Field(
         default=30, description="Days a symbol's provider metadata stays fresh."
     )
+    listing_max_age_days: float = Field(
+        default=7,
+        description="Days the `all` universe's listing stays fresh: a younger one in the "
+        "previous table is reused instead of asking the provider again (0: always ask).",
+    )
+    listing_fallback_max_age_days: float = Field(
+        default=30,
+        description="When the provider's listing fails, a previous listing up to this old is "
+        "used instead, with a warning; older or none, the run fails.",
+    )
+
+
+def _listed(
+    context: AssetExecutionContext,
+    config: UniverseConfig,
+    market_data: MarketDataResource,
+    previous: pl.DataFrame | None,
+    now: dt.datetime,
+) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """The `all` universe: the previous table's listing while fresh, else the provider's,
+    else (it failed) a previous one not too old. (universe, left out, how it was had)."""
+    lister = market_data.lister()
+    left_out = pl.DataFrame(schema=LEFT_OUT_SCHEMA)
+    fresh = dt.timedelta(days=config.listing_max_age_days)
+    cached = cached_listing(previous, lister.name, now, fresh)
+    if cached is not None:
+        context.log.info(f"reusing the {lister.name} listing of {cached[LISTED_AT].min()}")
+        return cached, left_out, "cached"
+    try:
+        listing, left_out = lister.listing(context.log.info)
+    except ListingFailed as exc:
+        fallback_age = dt.timedelta(days=config.listing_fallback_max_age_days)
+        fallback = cached_listing(previous, lister.name, now, fallback_age)
+        if fallback is None:
+            raise Failure(
+                f"the {lister.name} listing for the 'all' universe failed ({exc}) and no "
+                f"previous {lister.name} listing younger than "
+                f"{config.listing_fallback_max_age_days:g} days is there to fall back on",
+                allow_retries=False,
+            ) from None
+        context.log.warning(
+            f"the {lister.name} listing failed ({exc}); using the previous one of "
+            f"{fallback[LISTED_AT].min()}"
+        )
+        return fallback, left_out, "fallback"
+    return stamped_listing(listing, lister.name, now), left_out, "fetched"
+
+
+def _universe_metadata(
+    universe: pl.DataFrame, kind: str, listing: str | None, now: dt.datetime
+) -> dict[str, object]:
+    """What the UI shows beyond the frame: per kind, what the universe is made of."""
+    metadata: dict[str, object] = {"members": universe.height}
+    if kind == "sp500_pit":
+        latest = dt.date.fromisoformat(latest_closed_session(now))
+        spells = spells_frame(universe)
+        metadata |= {
+            "spells": spells.height,
+            "latest_session": latest.isoformat(),
+            "members_on_latest_session": len(members_on(universe, latest)),
+        }
+    if kind == "all" and not universe.is_empty():
+        counts = universe.group_by("asset_type").len().sort("asset_type")
+        metadata |= {
+            "listing_source": universe[LISTING_SOURCE][0],
+            "listed_at": str(universe[LISTED_AT].min()),
+            "listing": listing or "",
+            **{f"asset_type/{asset_type}": n for asset_type, n in counts.iter_rows()},
+        }
+    return metadata
 
 
 @asset(
@@ -89,31 +184,53 @@ def symbol_universe(
     warehouse: ResourceParam[WarehouseIOManager],
 ) -> Output[pl.DataFrame]:
     spec = config.universe or get_settings().universe
-    universe, rejected = split_valid(load_universe(spec))
-    if not rejected.is_empty():
-        context.log.warning(f"{rejected.height} universe row(s) rejected: bad or repeated symbol")
-    provider = market_data.provider(universe)
+    kind, _ = parse_universe_spec(spec)
     now = dt.datetime.now(dt.UTC)
-    max_age = dt.timedelta(days=config.metadata_max_age_days)
     previous = warehouse.previous("symbol_universe")
+    listing: str | None = None
+    left_out = pl.DataFrame(schema=LEFT_OUT_SCHEMA)
+    if kind == "all":
+        loaded, left_out, listing = _listed(context, config, market_data, previous, now)
+    else:
+        loaded = load_universe(spec)
+    universe, rejected = split_valid(loaded)
+    rejected = pl.concat(
+        [left_out, rejected.select("symbol", "name", "reason")], how="vertical_relaxed"
+    )
+    if not rejected.is_empty():
+        context.log.warning(
+            f"{rejected.height} universe row(s) left out: "
+            + ", ".join(f"{n} {reason}" for reason, n in _by_reason(rejected))
+        )
+    provider = market_data.provider(universe)
+    max_age = dt.timedelta(days=config.metadata_max_age_days)
     stale = stale_symbols(universe, previous, now, max_age)
     fetched, failures = provider.symbol_metadata(
-        stale if config.refresh_metadata else [], context.log.info
+        stale if config.refresh_metadata and kind != "all" else [], context.log.info
     )
     if not failures.is_empty():
         context.log.warning(
             f"metadata for {failures.height} symbol(s) unavailable from {provider.name}; "
             "keeping what we had"
         )
-    universe = with_provider_metadata(universe, previous, fetched, now, max_age)
+    universe = with_stored_columns(
+        with_provider_metadata(universe, previous, fetched, now, max_age)
+    )
     return Output(
         universe,
         metadata={
             **frame_metadata(universe),
             "universe": spec,
+            **_universe_metadata(universe, kind, listing, now),
             "sectors": universe["sector"].n_unique(),
             "rejected_rows": rejected.height,
             "rejected": MetadataValue.md(markdown_table(rejected, rows=20)),
+            "rejected_by_reason": MetadataValue.md(
+                markdown_table(
+                    pl.DataFrame(_by_reason(rejected), schema=["reason", "rows"], orient="row"),
+                    rows=20,
+                )
+            ),
             "metadata_source": provider.name,
             "metadata_refreshed": fetched.height,
             "metadata_failed": failures.height,
@@ -122,9 +239,28 @@ def symbol_universe(
     )
 
 
+def _by_reason(rejected: pl.DataFrame) -> list[tuple[str, int]]:
+    """(reason, rows) most frequent first: thousands of warrants read as one line."""
+    counts = rejected.group_by("reason").len().sort(["len", "reason"], descending=[True, False])
+    return [(str(reason), int(n)) for reason, n in counts.iter_rows()]
+
+
 def _window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
     start, end = window_dates(context.partition_time_window)
     return start, end, sessions_between(start, end)
+
+
+def closed_window(context: AssetExecutionContext) -> tuple[dt.date, dt.date, list[dt.date]]:
+    """The run's [start, end) and its sessions; a session whose partition has not opened yet
+    (before 16:05 New York) stops the run with a clear failure, not retried."""
+    start, end, sessions = _window(context)
+    pending = unclosed_sessions(sessions)
+    if pending:
+        raise Failure(
+            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
+            allow_retries=False,
+        )
+    return start, end, sessions
 
 
 class RawConfig(Config):
@@ -132,6 +268,62 @@ class RawConfig(Config):
         0.05,
         "The symbol_failures check fails when more than this share of the universe failed to fetch",
     )
+    mode: Literal["replace", "missing"] = Field(
+        default="replace",
+        description="replace: fetch the whole window and replace it. missing: fetch only the "
+        "(symbol, session) pairs the window lacks (the symbols that failed last time among "
+        "them) and merge them in, leaving stored rows as they are.",
+    )
+    resume: bool = Field(
+        default=True,
+        description="Reuse the batches an earlier attempt of the same fetch (same provider, "
+        "symbols, sessions and mode) staged in the lake; false fetches everything again.",
+    )
+    stage_max_age_hours: float = Field(
+        default=168.0,
+        gt=0,
+        description="A staged fetch older than this is discarded rather than resumed: the "
+        "provider may have revised its data since.",
+    )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a raw_ohlcv run asks the provider for."""
+
+    symbols: list[str]
+    sessions: list[dt.date]
+    wanted: pl.DataFrame | None
+    """The (symbol, session) pairs to keep; None keeps every bar of the window."""
+    missing: int | None = None
+    """Under `mode: missing`, the pairs the window lacked."""
+
+
+def _request(
+    config: RawConfig, universe: pl.DataFrame, sessions: list[dt.date], existing: pl.DataFrame
+) -> _Request:
+    """Members of a point-in-time universe are wanted on their member sessions only; under
+    `mode: missing` only the pairs `existing` lacks, over the sessions that span them."""
+    point_in_time = (
+        MEMBER_SPELLS in universe.columns and universe[MEMBER_SPELLS].is_not_null().any()
+    )
+    if config.mode == "replace":
+        wanted = expected_pairs(universe, sessions) if point_in_time else None
+        symbols = universe["symbol"] if wanted is None else wanted["symbol"].unique()
+        return _Request(symbols.sort().to_list(), sessions, wanted)
+    wanted = missing_pairs(expected_pairs(universe, sessions), existing)
+    if wanted.is_empty():
+        return _Request([], [], wanted, 0)
+    first, last = wanted["date"].min(), wanted["date"].max()
+    span = [day for day in sessions if first <= day <= last]  # type: ignore[operator]
+    return _Request(wanted["symbol"].unique().sort().to_list(), span, wanted, wanted.height)
+
+
+def _stored_pairs(lake: LakeIOManager, start: dt.date, end: dt.date) -> pl.DataFrame:
+    table = lake.table(["raw_ohlcv"])
+    if not table.exists():
+        return pl.DataFrame(schema=PAIR_SCHEMA)
+    return table.read_window("date", start, end, ["symbol", "date"])
 
 
 @asset(
@@ -142,7 +334,8 @@ class RawConfig(Config):
     pool=MARKET_DATA_POOL,
     retry_policy=FETCH_RETRY,
     group_name="market",
-    description="Daily bars as the provider returned them, normalised; one Delta table.",
+    description="Daily bars as the provider returned them, normalised; one Delta table. A "
+    "range is fetched in batches staged in the lake, so a run that dies resumes.",
     check_specs=[
         AssetCheckSpec(
             "symbol_failures",
@@ -156,67 +349,108 @@ def raw_ohlcv(
     context: AssetExecutionContext,
     config: RawConfig,
     market_data: MarketDataResource,
+    lake: ResourceParam[LakeIOManager],
     symbol_universe: pl.DataFrame,
-) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    start, end, sessions = _window(context)
-    pending = unclosed_sessions(sessions)
-    if pending:
-        raise Failure(
-            f"session {pending[0]} has not closed yet: its partition opens at 16:05 New York time",
-            allow_retries=False,
-        )
+) -> Iterator[Output[Any] | AssetCheckResult]:
+    start, end, sessions = closed_window(context)
     provider = market_data.provider(symbol_universe)
-    symbols = symbol_universe["symbol"].to_list()
-    context.log.info(
-        f"fetching {len(symbols)} symbols x {len(sessions)} sessions [{start}, {end}) "
-        f"from {provider.name}"
+    stored = (
+        _stored_pairs(lake, start, end)
+        if config.mode == "missing"
+        else pl.DataFrame(schema=PAIR_SCHEMA)
     )
-    started = time.perf_counter()
-    fetched = provider.fetch(symbols, sessions, context.log.info)
-    raw, misplaced = normalise_raw(fetched.bars, provider.name, start, end, dt.datetime.now(dt.UTC))
+    request = _request(config, symbol_universe, sessions, stored)
+    plan = plan_batches(request.symbols, provider.batch_size_for(len(request.sessions)))
+    key = stage_key(
+        provider.name,
+        plan,
+        request.sessions,
+        config.mode,
+        request.wanted if config.mode == "missing" else None,
+    )
+    stage = (
+        FetchStage(lake.lake_url, "raw_ohlcv", key, lake.storage_options)
+        if config.resume and len(plan) > 1
+        else None
+    )
+    ingested_at = dt.datetime.now(dt.UTC)
+
+    def normalise(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+        inside, outside = normalise_raw(bars, provider.name, start, end, ingested_at)
+        kept, dropped = keep_wanted(inside, request.wanted)
+        return kept, outside, dropped
+
+    context.log.info(
+        f"fetching {len(request.symbols)} symbols x {len(request.sessions)} sessions "
+        f"[{start}, {end}) from {provider.name} in {len(plan)} batch(es), "
+        f"budget {provider.budget.description}"
+        + (
+            f"; {request.missing:,} (symbol, session) pairs missing"
+            if config.mode == "missing"
+            else ""
+        )
+    )
+    outcome = run_fetch(
+        provider,
+        plan,
+        request.sessions,
+        normalise,
+        stage,
+        context.log.info,
+        getattr(provider, "clock", time.perf_counter),
+        dt.timedelta(hours=config.stage_max_age_hours),
+    )
+    raw, misplaced, failures = outcome.bars, outcome.outside, outcome.failures
     if not misplaced.is_empty():
         context.log.warning(
             f"{misplaced.height} bar(s) dated outside [{start}, {end}) or undated; "
             "listed in metadata, not stored in this partition"
         )
-    seconds = time.perf_counter() - started
-    failed_share = fetched.symbols_failed / len(symbols) if symbols else 0.0
+    failed_symbols = failures["symbol"].n_unique()
     context.log.info(
-        f"fetched {raw.height:,} rows in {seconds:.2f} s: {fetched.symbols_succeeded} symbols "
-        f"succeeded, {fetched.symbols_failed} failed in {len(fetched.batches)} batch(es)"
+        f"fetched {raw.height:,} rows in {outcome.seconds:.2f} s: "
+        f"{len(request.symbols) - failed_symbols} symbols succeeded, {failed_symbols} failed; "
+        f"{outcome.batches_fetched} batch(es) fetched, {outcome.batches_resumed} resumed"
     )
-    add_partition_metadata(
-        context,
+    run: dict[str, Any] = {
+        **outcome.progress.figures(outcome.seconds),
+        "mode": config.mode,
+        "compute_seconds": round(outcome.seconds, 3),
+        "sessions": len(sessions),
+        "batch_size": (plan and len(plan[0][1])) or 0,
+        "batches_fetched": outcome.batches_fetched,
+        "batches_resumed": outcome.batches_resumed,
+        "staged": outcome.staged,
+        "requests": outcome.requests,
+        "symbols_requested": len(request.symbols),
+        "symbols_succeeded": len(request.symbols) - failed_symbols,
+        "failures": MetadataValue.md(markdown_table(failures, rows=50)),
+        "rows_outside_window": misplaced.height,
+        "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
+        "rows_not_wanted": outcome.dropped,
+        "throughput": rate(raw.height, outcome.seconds),
+        **provider.budget.metadata(),
+    }
+    counted = raw
+    if config.mode == "missing":
+        still = missing_pairs(request.wanted, raw) if request.wanted is not None else raw.head(0)
+        run |= {
+            "pairs_missing": request.missing or 0,
+            "pairs_fetched": raw.height,
+            "pairs_still_missing": still.height,
+            "still_missing": MetadataValue.md(markdown_table(still, rows=20)),
+        }
+        counted = pl.concat([stored, raw.select("symbol", "date")])
+    add_partition_metadata(context, "raw_ohlcv", counted, "date", run=run)
+    value = MergeRows(raw, ("symbol", "date")) if config.mode == "missing" else raw
+    yield Output(value, metadata={"source": provider.name})
+    if stage is not None:
+        stage.discard()  # only now: the window is committed
+    yield symbol_failures_check(
         "raw_ohlcv",
-        raw,
-        "date",
-        run={
-            "compute_seconds": round(seconds, 3),
-            "sessions": len(sessions),
-            "batches_total": len(fetched.batches),
-            "batch_size": fetched.batch_size,
-            "requests": fetched.requests,
-            "symbols_requested": fetched.symbols_requested,
-            "symbols_succeeded": fetched.symbols_succeeded,
-            "symbols_failed": fetched.symbols_failed,
-            "failures": MetadataValue.md(markdown_table(fetched.failures, rows=50)),
-            "rows_outside_window": misplaced.height,
-            "outside_window": MetadataValue.md(markdown_table(misplaced, rows=10)),
-            "throughput": rate(raw.height, seconds),
-        },
-    )
-    yield Output(raw, metadata={"source": provider.name})
-    yield AssetCheckResult(
-        check_name="symbol_failures",
-        asset_key="raw_ohlcv",
-        passed=failed_share <= config.max_failed_share,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "failed_share": percent(failed_share),
-            "threshold": percent(config.max_failed_share),
-            "symbols_failed": fetched.symbols_failed,
-            "failed_symbols": ", ".join(fetched.failures["symbol"].unique().sort().head(50)),
-        },
+        failures["symbol"].unique().to_list(),
+        len(request.symbols),
+        config.max_failed_share,
     )
 
 

@@ -7,7 +7,11 @@ from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.defs.silver.assets import silver_key
 
 MARKET_ASSETS = AssetSelection.assets(
-    "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *(silver_key(n) for n in INTERVALS)
+    "raw_ohlcv",
+    "bronze_ohlcv",
+    "bronze_ohlcv_rejects",
+    *(silver_key(n) for n in INTERVALS),
+    "treasury_yields",
 )
 PORTFOLIO_ASSETS = AssetSelection.assets(
     "portfolio_trades", "portfolio_trades_rejects", "holdings_daily", *RISK_ASSET_KEYS
@@ -16,6 +20,7 @@ PORTFOLIO_ASSETS = AssetSelection.assets(
 daily_market_job = define_asset_job(
     "daily_market_job",
     selection=MARKET_ASSETS | PORTFOLIO_ASSETS,
-    description="raw -> bronze -> the six silver intervals, the trades landed so far -> "
-    "holdings -> the six risk assets, for a session or, in one run, a range of sessions.",
+    description="raw -> bronze -> the six silver intervals, the treasury yields, the trades "
+    "landed so far -> holdings -> the six risk assets, for a session or, in one run, a range "
+    "of sessions.",
 )

@@ -30,6 +30,7 @@ SESSION_ASSETS = (
     "raw_ohlcv",
     "bronze_ohlcv",
     *(silver_key(n) for n in INTERVALS),
+    "treasury_yields",
     "holdings_daily",
     *RISK_ASSET_KEYS,
 )
