@@ -196,7 +196,7 @@ def portfolio_risk(
     seconds = time.perf_counter() - started
     rates = _ir_beta_note(result, treasury_yields)
     if treasury_yields is None:
-        context.log.warning(rates)
+        context.log.warning(f"ir_beta is {rates}")
     last = result.filter(pl.col("date") == result["date"].max()) if result.height else result
     summary = {"summary": MetadataValue.md(_summary(last))}
     if last.height > SUMMARY_COLUMNS:
@@ -406,7 +406,7 @@ def sector_exposure(
     result = risk_core.sector_exposure(holdings_daily, symbol_universe, company_fundamentals)
     if company_fundamentals is None:
         coverage = f"none: {FUNDAMENTALS} has not been materialised yet, valuations are null"
-        context.log.warning(coverage)
+        context.log.warning(f"valuation coverage {coverage}")
     else:
         invested = result.filter(pl.col("valuation_coverage").is_not_null())
         value = invested["market_value"].sum()
