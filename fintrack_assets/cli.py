@@ -76,12 +76,13 @@ def demo(days: int) -> int:
     from dagster import DagsterInstance
 
     from fintrack_assets.core.calendar import sessions_between
-    from fintrack_assets.definitions import build_defs
+    from fintrack_assets.definitions import build_defs, plan_range_runs_per_asset
     from fintrack_assets.partitions import latest_closed_session
     from fintrack_assets.settings import get_settings
 
     settings = get_settings()
     defs = build_defs(settings)
+    plan_range_runs_per_asset()
     last = dt.date.fromisoformat(latest_closed_session())
     first_wanted = max(last - dt.timedelta(days=days), settings.start_date)
     sessions = sessions_between(first_wanted, last + dt.timedelta(days=1))

@@ -113,12 +113,16 @@ storing 2,000 events per asset. The price: partitions of a run that fails show a
 failed (docs/decisions.md). Set to false to keep one planned event per partition."""
 
 
+def plan_range_runs_per_asset() -> None:
+    """In this process, runs created from here on plan a range per asset unless the
+    environment already says otherwise: `dagster asset materialize -m fintrack_assets` (it
+    loads `defs`) and `fintrack demo` call it; the deployment image sets the same for the
+    webserver and the daemon."""
+    os.environ.setdefault(PLANNED_EVENTS_AS_SUBSETS, "true")
+
+
 @definitions
 def defs() -> Definitions:
-    """What `dagster dev -m fintrack_assets` loads: the settings are read here, not on import.
-
-    A process that loads the code location and creates runs in it (`dagster asset
-    materialize -m fintrack_assets`) plans range runs per asset unless told otherwise; the
-    deployment image sets the same for the webserver and the daemon."""
-    os.environ.setdefault(PLANNED_EVENTS_AS_SUBSETS, "true")
+    """What `dagster dev -m fintrack_assets` loads: the settings are read here, not on import."""
+    plan_range_runs_per_asset()
     return build_defs(get_settings())
