@@ -53,12 +53,12 @@ def _key(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
         return _mix(base[:, None] ^ _mix(index.astype(_U64)[None, :] * _GOLDEN + salt))
 
 
-def _uniform(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
+def uniform_draws(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
     """Uniform in (0, 1]."""
     return ((_key(base, index, stream) >> _U64(11)).astype(np.float64) + 1.0) * 2.0**-53
 
 
-def _normal(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
+def normal_draws(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
     """Standard normal draws by Box-Muller, both uniforms cut from one 64-bit hash."""
     key = _key(base, index, stream)
     u1 = ((key >> _U64(32)).astype(np.float64) + 1.0) * 2.0**-32
@@ -66,7 +66,7 @@ def _normal(base: np.ndarray, index: np.ndarray, stream: int) -> np.ndarray:
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-def _symbol_hash(symbols: list[str]) -> np.ndarray:
+def symbol_hash(symbols: list[str]) -> np.ndarray:
     return np.array(
         [
             int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
@@ -76,7 +76,7 @@ def _symbol_hash(symbols: list[str]) -> np.ndarray:
     )
 
 
-def _unit(h: np.ndarray, salt: int) -> np.ndarray:
+def unit_draws(h: np.ndarray, salt: int) -> np.ndarray:
     """A per-symbol parameter in [0, 1)."""
     with np.errstate(over="ignore"):
         return (_mix(h ^ _U64(salt)) >> _U64(11)).astype(np.float64) * 2.0**-53
@@ -85,9 +85,9 @@ def _unit(h: np.ndarray, salt: int) -> np.ndarray:
 def _factor_returns(n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Daily market and sector factor returns for session indices 0..n-1."""
     index = np.arange(n)
-    market = 0.0003 + 0.011 * _normal(np.array([_U64(1)]), index, _MARKET)[0]
-    sector_hash = _symbol_hash([f"sector:{s}" for s in SECTORS])
-    sectors = 0.006 * _normal(sector_hash, index, _SECTOR)
+    market = 0.0003 + 0.011 * normal_draws(np.array([_U64(1)]), index, _MARKET)[0]
+    sector_hash = symbol_hash([f"sector:{s}" for s in SECTORS])
+    sectors = 0.006 * normal_draws(sector_hash, index, _SECTOR)
     return market, {name: sectors[i] for i, name in enumerate(SECTORS)}
 
 
@@ -110,7 +110,7 @@ def generate_ohlcv(universe: pl.DataFrame, start: dt.date, end: dt.date) -> pl.D
 
 def _idiosyncratic(h: np.ndarray, vol: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-step innovations (k x n_steps) and their running sum through each step."""
-    steps = vol[:, None] * np.sqrt(IDIO_STEP) * _normal(h, np.arange(n_steps), _IDIO)
+    steps = vol[:, None] * np.sqrt(IDIO_STEP) * normal_draws(h, np.arange(n_steps), _IDIO)
     return steps, np.cumsum(steps, axis=1)
 
 
@@ -121,7 +121,7 @@ def _idiosyncratic_at(
     step_of_t = t // IDIO_STEP
     touched = np.unique(step_of_t)
     days = (touched[:, None] * IDIO_STEP + np.arange(IDIO_STEP)[None, :]).ravel()
-    daily = vol[:, None] * _normal(h, days, _DAILY)
+    daily = vol[:, None] * normal_draws(h, days, _DAILY)
     daily = daily.reshape(len(h), len(touched), IDIO_STEP)
     # Shift each step's days so they add up to the step's innovation exactly.
     daily += ((steps[:, touched] - daily.sum(axis=2)) / IDIO_STEP)[:, :, None]
@@ -139,17 +139,17 @@ def _chunk(
     sectors: dict[str, np.ndarray],
 ) -> pl.DataFrame:
     symbols = chunk["symbol"].to_list()
-    h = _symbol_hash(symbols)
+    h = symbol_hash(symbols)
     is_etf = (chunk["asset_type"].fill_null("equity") == "etf").to_numpy()
     sector_names = chunk["sector"].fill_null("").to_list()
     k = len(symbols)
 
-    beta = np.where(is_etf, 1.0, 0.6 + 0.9 * _unit(h, 11))
-    idio_vol = np.where(is_etf, 0.002, 0.008 + 0.014 * _unit(h, 12))
+    beta = np.where(is_etf, 1.0, 0.6 + 0.9 * unit_draws(h, 11))
+    idio_vol = np.where(is_etf, 0.002, 0.008 + 0.014 * unit_draws(h, 12))
     market_path = np.cumsum(market)
     zero = np.zeros(n)
     sector_path = np.stack([np.cumsum(sectors[s]) if s in sectors else zero for s in sector_names])
-    log_start = np.log(20.0 + 180.0 * _unit(h, 13))
+    log_start = np.log(20.0 + 180.0 * unit_draws(h, 13))
     n_steps = (n + IDIO_STEP - 1) // IDIO_STEP
     steps, through = _idiosyncratic(h, idio_vol, n_steps)
 
@@ -163,9 +163,9 @@ def _chunk(
         )
 
     # Cash dividends: quarterly for payers, yield per quarter between 0.2 % and 1 %.
-    payer = _unit(h, 14) < np.where(is_etf, 1.0, 0.6)
-    phase = (_unit(h, 15) * DIVIDEND_PERIOD).astype(np.int64)
-    quarterly_yield = 0.002 + 0.008 * _unit(h, 16)
+    payer = unit_draws(h, 14) < np.where(is_etf, 1.0, 0.6)
+    phase = (unit_draws(h, 15) * DIVIDEND_PERIOD).astype(np.int64)
+    quarterly_yield = 0.002 + 0.008 * unit_draws(h, 16)
     log_keep = np.where(payer, np.log1p(-quarterly_yield), 0.0)
 
     def ex_dates_through(t: np.ndarray) -> np.ndarray:
@@ -177,9 +177,9 @@ def _chunk(
     rows = np.arange(k)
     blocks = np.arange((n + SPLIT_BLOCK - 1) // SPLIT_BLOCK)
     steps_per_block = SPLIT_BLOCK // IDIO_STEP
-    pick = (_uniform(h, blocks, _SPLIT_AT) * steps_per_block).astype(np.int64)
+    pick = (uniform_draws(h, blocks, _SPLIT_AT) * steps_per_block).astype(np.int64)
     candidate_step = blocks[None, :] * steps_per_block + np.minimum(pick, steps_per_block - 1)
-    chance = _uniform(h, blocks, _SPLIT)
+    chance = uniform_draws(h, blocks, _SPLIT)
     split_at = np.full((k, len(blocks)), -1, dtype=np.int64)
     split_ratio = np.ones((k, len(blocks)))
     log_shares = np.zeros(k)
@@ -222,17 +222,17 @@ def _chunk(
     dividend = np.round(close * q / (1.0 - q), 4)
 
     daily_vol = np.sqrt(beta**2 * 0.011**2 + idio_vol**2 + 0.006**2)[:, None]
-    intraday = 0.6 * daily_vol * _normal(h, w, _INTRADAY)
+    intraday = 0.6 * daily_vol * normal_draws(h, w, _INTRADAY)
     open_ = close * np.exp(-intraday)
-    high = np.maximum(open_, close) * np.exp(0.5 * daily_vol * np.abs(_normal(h, w, _HIGH)))
-    low = np.minimum(open_, close) * np.exp(-0.5 * daily_vol * np.abs(_normal(h, w, _LOW)))
-    base_volume = np.exp(np.log(3e5) + 3.0 * _unit(h, 17))
+    high = np.maximum(open_, close) * np.exp(0.5 * daily_vol * np.abs(normal_draws(h, w, _HIGH)))
+    low = np.minimum(open_, close) * np.exp(-0.5 * daily_vol * np.abs(normal_draws(h, w, _LOW)))
+    base_volume = np.exp(np.log(3e5) + 3.0 * unit_draws(h, 17))
     surprise = np.abs(lv - lv_prev) / daily_vol
     volume = (
         base_volume[:, None]
         * np.exp(log_shares_w)
         * (1.0 + 0.5 * surprise)
-        * np.exp(0.3 * _normal(h, w, _VOLUME))
+        * np.exp(0.3 * normal_draws(h, w, _VOLUME))
     )
 
     def cents(x: np.ndarray) -> np.ndarray:

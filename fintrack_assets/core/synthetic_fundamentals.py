@@ -22,7 +22,7 @@ import polars as pl
 
 from fintrack_assets.core.calendar import session_index
 from fintrack_assets.core.fundamentals import FIGURES, TENORS, calendar_quarter, empty_yields
-from fintrack_assets.core.synthetic import _normal, _symbol_hash, _uniform, _unit
+from fintrack_assets.core.synthetic import normal_draws, symbol_hash, uniform_draws, unit_draws
 
 _U64 = np.uint64
 _WALK, _REVENUE, _MARGIN, _CASH, _FILING = 41, 42, 43, 44, 45
@@ -47,7 +47,9 @@ def synthetic_yields(sessions: Sequence[dt.date]) -> pl.DataFrame:
         return empty_yields().drop("source")
     index = np.array([session_index(day) for day in sessions], dtype=np.int64)
     walks = np.cumsum(
-        _normal(_symbol_hash([f"yield:{c[0]}" for c in _CURVE]), np.arange(index.max() + 1), _WALK),
+        normal_draws(
+            symbol_hash([f"yield:{c[0]}" for c in _CURVE]), np.arange(index.max() + 1), _WALK
+        ),
         axis=1,
     )[:, index]
     level = np.zeros(len(index))
@@ -86,32 +88,32 @@ def synthetic_fundamentals(symbols: Sequence[str], since: dt.date, as_of: dt.dat
     quarters = np.arange(first, last + 1)
     if _quarter_end(first) < since:
         quarters = quarters[1:]
-    h = _symbol_hash(list(symbols))
+    h = symbol_hash(list(symbols))
     k, n = len(symbols), len(quarters)
-    growth = 0.005 + 0.015 * _unit(h, 22)  # per quarter
+    growth = 0.005 + 0.015 * unit_draws(h, 22)  # per quarter
     revenue = np.exp(
         np.log(2e8)
-        + 5.0 * _unit(h, 21)[:, None]
+        + 5.0 * unit_draws(h, 21)[:, None]
         + growth[:, None] * quarters[None, :]
-        + 0.04 * _normal(h, quarters, _REVENUE)
-        + 0.03 * np.sin(np.pi / 2 * quarters[None, :] + 6.28 * _unit(h, 28)[:, None])
+        + 0.04 * normal_draws(h, quarters, _REVENUE)
+        + 0.03 * np.sin(np.pi / 2 * quarters[None, :] + 6.28 * unit_draws(h, 28)[:, None])
     )
-    typical_margin = 0.04 + 0.2 * _unit(h, 23)
-    margin = typical_margin[:, None] + 0.015 * _normal(h, quarters, _MARGIN)
+    typical_margin = 0.04 + 0.2 * unit_draws(h, 23)
+    margin = typical_margin[:, None] + 0.015 * normal_draws(h, quarters, _MARGIN)
     net_income = np.round(revenue * margin)
     # Shares such that the trend's earnings of 2024Q1 price the symbol at a P/E of 12 to 32 at
     # $80 (synthetic prices split when they run above $150), bought back slowly: a quarter's
     # count depends on the symbol and the quarter alone, never on the window.
-    pe = 12.0 + 20.0 * _unit(h, 24)
-    reference_revenue = np.exp(np.log(2e8) + 5.0 * _unit(h, 21) + growth * _REFERENCE_QUARTER)
+    pe = 12.0 + 20.0 * unit_draws(h, 24)
+    reference_revenue = np.exp(np.log(2e8) + 5.0 * unit_draws(h, 21) + growth * _REFERENCE_QUARTER)
     shares = np.round(
         (reference_revenue * typical_margin * 4.0 * pe / 80.0)[:, None]
-        * np.exp(-0.004 * _unit(h, 25)[:, None] * (quarters - _REFERENCE_QUARTER)[None, :])
+        * np.exp(-0.004 * unit_draws(h, 25)[:, None] * (quarters - _REFERENCE_QUARTER)[None, :])
     )
-    assets = np.round(revenue * (2.0 + 4.0 * _unit(h, 26))[:, None])
-    liabilities = np.round(assets * (0.3 + 0.4 * _unit(h, 27))[:, None])
-    cash = np.round(net_income + revenue * 0.05 * (1.0 + _normal(h, quarters, _CASH)))
-    lag = 30 + np.floor(31 * _uniform(h, quarters, _FILING)).astype(np.int64)
+    assets = np.round(revenue * (2.0 + 4.0 * unit_draws(h, 26))[:, None])
+    liabilities = np.round(assets * (0.3 + 0.4 * unit_draws(h, 27))[:, None])
+    cash = np.round(net_income + revenue * 0.05 * (1.0 + normal_draws(h, quarters, _CASH)))
+    lag = 30 + np.floor(31 * uniform_draws(h, quarters, _FILING)).astype(np.int64)
     ends = [_quarter_end(int(q)) for q in quarters]
     filed = [[ends[j] + dt.timedelta(days=int(lag[i, j])) for j in range(n)] for i in range(k)]
     known = np.array([[day <= as_of for day in row] for row in filed]).ravel()

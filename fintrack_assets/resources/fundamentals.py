@@ -37,12 +37,12 @@ from fintrack_assets.core.yahoo import yahoo_long
 from fintrack_assets.resources.fetching import Log, Retries, failures_frame
 from fintrack_assets.resources.polygon import (
     PolygonProvider,
-    _Failed,
-    _results,
+    PolygonRequestFailed,
+    page_results,
     to_polygon,
     unsupported_reason,
 )
-from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YFinanceAdapter, _short
+from fintrack_assets.resources.yahoo import YAHOO_RETRIES, YFinanceAdapter, short_error
 
 if TYPE_CHECKING:
     from fintrack_assets.resources.market_data import MarketDataResource
@@ -160,13 +160,16 @@ class YahooFundamentals:
                 statements = retrying(self.adapter.statements, symbol)
                 requests += 3
             except Exception as exc:  # any failure of Yahoo's is this symbol's
-                failures.append((symbol, f"statements unavailable: {_short(exc)}", 0))
+                failures.append((symbol, f"statements unavailable: {short_error(exc)}", 0))
                 continue
             try:
                 released = self.adapter.earnings_dates(symbol)
                 requests += 1
             except Exception as exc:  # the lag rule stands in; not a failure
-                log(f"{symbol}: earnings dates unavailable ({_short(exc)}); filing dates estimated")
+                log(
+                    f"{symbol}: earnings dates unavailable ({short_error(exc)}); "
+                    "filing dates estimated"
+                )
                 released = []
             rows = yahoo_fundamentals(symbol, statements, released)
             rows = rows.filter(pl.col("period_end") >= since)
@@ -227,7 +230,7 @@ class PolygonFundamentals:
         pieces: list[pl.DataFrame] = []
         failures: list[tuple[str, str, int]] = []
         malformed = 0
-        with self.provider._calls() as (session, pool):
+        with self.provider.calls() as (session, pool):
 
             def records(symbol: str) -> list[dict[str, Any]]:
                 params = {
@@ -238,7 +241,7 @@ class PolygonFundamentals:
                 }
                 found: list[dict[str, Any]] = []
                 for page in session.pages("/vX/reference/financials", params):
-                    found.extend(_results(page))
+                    found.extend(page_results(page))
                 return found
 
             futures: dict[Future[list[dict[str, Any]]], str] = {}
@@ -251,7 +254,7 @@ class PolygonFundamentals:
             for future, symbol in futures.items():
                 try:
                     found = future.result()  # PolygonAuthError propagates: every call would fail
-                except _Failed as exc:
+                except PolygonRequestFailed as exc:
                     failures.append((symbol, str(exc), 0))
                     continue
                 rows, bad = polygon_financials(found, symbol)
@@ -277,14 +280,14 @@ class PolygonFundamentals:
             "date.lte": sessions[-1].isoformat(),
             "limit": "1000",
         }
-        with self.provider._calls() as (session, _):
+        with self.provider.calls() as (session, _):
             try:
                 found = [
                     r
                     for page in session.pages("/fed/v1/treasury-yields", params)
-                    for r in _results(page)
+                    for r in page_results(page)
                 ]
-            except _Failed as exc:
+            except PolygonRequestFailed as exc:
                 raise YieldsUnavailable(f"Polygon treasury yields: {exc}") from None
             requests = session.requests
         rows = polygon_yields(found)

@@ -84,7 +84,7 @@ class PolygonAuthError(RuntimeError):
     """Polygon refused the key (401/403): every request would fail, so the fetch stops."""
 
 
-class _Failed(Exception):
+class PolygonRequestFailed(Exception):
     """A request that finally failed; `str()` is the short error recorded for its symbols."""
 
 
@@ -127,7 +127,7 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-class _Session:
+class PolygonSession:
     """One call's Polygon requests over the shared client: JSON bodies, `next_url` paging
     on our base URL, and a refused key raised as `PolygonAuthError`."""
 
@@ -140,7 +140,8 @@ class _Session:
         return self.http.requests
 
     def get(self, url: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        """GET with retries; raises `_Failed` with a short reason, or `PolygonAuthError`."""
+        """GET with retries; raises `PolygonRequestFailed` with a short reason, or
+        `PolygonAuthError`."""
         try:
             response = self.http.request("GET", url, params=params)
         except CredentialsRefused as exc:
@@ -149,13 +150,13 @@ class _Session:
                 "and that its plan covers this data"
             ) from None
         except RequestFailed as exc:
-            raise _Failed(str(exc)) from None
+            raise PolygonRequestFailed(str(exc)) from None
         try:
             body = response.json()
         except ValueError:
-            raise _Failed("invalid JSON in the response") from None
+            raise PolygonRequestFailed("invalid JSON in the response") from None
         if not isinstance(body, dict):
-            raise _Failed("unexpected response shape")
+            raise PolygonRequestFailed("unexpected response shape")
         return body
 
     def rebased(self, next_url: str) -> str:
@@ -174,24 +175,26 @@ class _Session:
         seen: set[str] = set()
         while next_url := body.get("next_url"):
             if next_url in seen or len(seen) >= MAX_PAGES:
-                raise _Failed("pagination did not end (next_url repeated or too many pages)")
+                raise PolygonRequestFailed(
+                    "pagination did not end (next_url repeated or too many pages)"
+                )
             seen.add(next_url)
             body = self.get(self.rebased(str(next_url)))
             yield body
 
 
-def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
+def page_results(body: dict[str, Any]) -> list[dict[str, Any]]:
     results = body.get("results")
     return [r for r in results if isinstance(r, dict)] if isinstance(results, list) else []
 
 
 def _reference(
-    session: _Session, listing: str, on: str, first: dt.date, last: dt.date
+    session: PolygonSession, listing: str, on: str, first: dt.date, last: dt.date
 ) -> Iterator[dict[str, Any]]:
     """Every record of `/v3/reference/<listing>` whose date field `on` is in [first, last]."""
     params = {f"{on}.gte": first.isoformat(), f"{on}.lte": last.isoformat(), "limit": "1000"}
     for page in session.pages(f"/v3/reference/{listing}", params):
-        yield from _results(page)
+        yield from page_results(page)
 
 
 @dataclass
@@ -271,14 +274,14 @@ class PolygonProvider:
         plan = [(number, list(dict.fromkeys(group))) for number, group in plan if group]
         if not plan or not sessions:
             return
-        with self._calls() as (session, pool):
+        with self.calls() as (session, pool):
             if len(sessions) == 1:
                 yield from self._grouped(session, pool, plan, sessions[0], log)
             else:
                 yield from self._ranges(session, pool, plan, sessions[0], sessions[-1], log)
 
     @contextmanager
-    def _calls(self) -> Iterator[tuple[_Session, ThreadPoolExecutor]]:
+    def calls(self) -> Iterator[tuple[PolygonSession, ThreadPoolExecutor]]:
         """One client and a pool of `max_concurrency` threads for a call (`threaded_client`:
         an auth failure stops every request not yet sent)."""
         retries = self.retries
@@ -294,10 +297,10 @@ class PolygonProvider:
         )
         headers = {"Authorization": f"Bearer {self.api_key}"}
         with threaded_client(self.base_url, policy, "polygon", headers=headers) as (http, pool):
-            yield _Session(http), pool
+            yield PolygonSession(http), pool
 
     def _submit_actions(
-        self, session: _Session, pool: ThreadPoolExecutor, first: dt.date, last: dt.date
+        self, session: PolygonSession, pool: ThreadPoolExecutor, first: dt.date, last: dt.date
     ) -> list[Future[list[_ActionRow]]]:
         """Splits and dividends as two pool tasks, started before the bars."""
         return [
@@ -305,7 +308,7 @@ class PolygonProvider:
             pool.submit(self._dividends, session, first, last),
         ]
 
-    def _splits(self, session: _Session, first: dt.date, last: dt.date) -> list[_ActionRow]:
+    def _splits(self, session: PolygonSession, first: dt.date, last: dt.date) -> list[_ActionRow]:
         rows = []
         for split in _reference(session, "splits", "execution_date", first, last):
             split_from, split_to = _number(split.get("split_from")), _number(split.get("split_to"))
@@ -313,7 +316,9 @@ class PolygonProvider:
             rows.append((str(split.get("ticker")), _parse_date(split.get("execution_date")), ratio))
         return rows
 
-    def _dividends(self, session: _Session, first: dt.date, last: dt.date) -> list[_ActionRow]:
+    def _dividends(
+        self, session: PolygonSession, first: dt.date, last: dt.date
+    ) -> list[_ActionRow]:
         rows = []
         for dividend in _reference(session, "dividends", "ex_dividend_date", first, last):
             day = _parse_date(dividend.get("ex_dividend_date"))
@@ -328,7 +333,7 @@ class PolygonProvider:
         that makes every symbol's bars unusable."""
         try:
             splits, dividends = (future.result() for future in futures)
-        except _Failed as exc:
+        except PolygonRequestFailed as exc:
             return f"corporate actions: {exc}"
         ours = {to_polygon(symbol): symbol for symbol in symbols}
         actions = _Actions([], [], set())
@@ -344,7 +349,7 @@ class PolygonProvider:
         return actions
 
     def _grouped(
-        self, session: _Session, pool: ThreadPoolExecutor, plan: Plan, day: dt.date, log: Log
+        self, session: PolygonSession, pool: ThreadPoolExecutor, plan: Plan, day: dt.date, log: Log
     ) -> Iterator[BatchBars]:
         """One session: one grouped-daily request for the whole market serves every batch."""
         started = time.perf_counter()
@@ -366,12 +371,12 @@ class PolygonProvider:
                 wanted[to_polygon(symbol)] = symbol
         bars: dict[str, list[dict[str, Any]]] = {}
         try:
-            for bar in _results(grouped.result()):
+            for bar in page_results(grouped.result()):
                 symbol = wanted.get(str(bar.get("T")))
                 if symbol is not None:
                     bars.setdefault(symbol, []).append(bar)
             failures.extend((s, NO_BARS, batch_of[s]) for s in wanted.values() if s not in bars)
-        except _Failed as exc:
+        except PolygonRequestFailed as exc:
             failures.extend((s, str(exc), batch_of[s]) for s in wanted.values())
             bars = {}
         outcome = self._actions_outcome(actions, symbols)
@@ -382,7 +387,7 @@ class PolygonProvider:
             yield _batch_bars(number, group, bars, failures, outcome, seconds, session.requests)
 
     def _symbol_bars(
-        self, session: _Session, symbol: str, first: dt.date, last: dt.date
+        self, session: PolygonSession, symbol: str, first: dt.date, last: dt.date
     ) -> tuple[float, list[dict[str, Any]] | str]:
         """(start time, bars or error) of one ticker's range, every page of it."""
         started = time.perf_counter()
@@ -394,14 +399,14 @@ class PolygonProvider:
         bars: list[dict[str, Any]] = []
         try:
             for page in session.pages(path, params):
-                bars.extend(_results(page))
-        except _Failed as exc:
+                bars.extend(page_results(page))
+        except PolygonRequestFailed as exc:
             return started, str(exc)
         return started, bars if bars else NO_BARS
 
     def _ranges(
         self,
-        session: _Session,
+        session: PolygonSession,
         pool: ThreadPoolExecutor,
         plan: Plan,
         first: dt.date,
@@ -479,7 +484,7 @@ class PolygonProvider:
         started = time.perf_counter()
         rows: list[tuple[str, str | None, None, str | None]] = []
         failures: list[tuple[str, str, int]] = []
-        with self._calls() as (session, pool):
+        with self.calls() as (session, pool):
             futures: dict[Future[dict[str, Any]], str] = {}
             for symbol in symbols:
                 reason = unsupported_reason(symbol)
@@ -491,7 +496,7 @@ class PolygonProvider:
             for future, symbol in futures.items():
                 try:
                     details = future.result().get("results")
-                except _Failed as exc:
+                except PolygonRequestFailed as exc:
                     failures.append((symbol, str(exc), 0))
                     continue
                 if not isinstance(details, dict):
@@ -523,11 +528,11 @@ class PolygonProvider:
         records: list[dict[str, Any]] = []
         pages = 0
         try:
-            with self._calls() as (session, _):
+            with self.calls() as (session, _):
                 for page in session.pages("/v3/reference/tickers", params):
-                    records.extend(_results(page))
+                    records.extend(page_results(page))
                     pages += 1
-        except (_Failed, PolygonAuthError) as exc:
+        except (PolygonRequestFailed, PolygonAuthError) as exc:
             raise ListingFailed(f"Polygon's reference tickers: {exc}") from None
         universe, left_out = polygon_listing(records)
         log(
@@ -656,7 +661,10 @@ __all__ = [
     "POLYGON_RETRIES",
     "PolygonAuthError",
     "PolygonProvider",
+    "PolygonRequestFailed",
+    "PolygonSession",
     "from_polygon",
+    "page_results",
     "to_polygon",
     "unsupported_reason",
 ]

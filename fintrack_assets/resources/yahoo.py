@@ -249,7 +249,7 @@ class YahooProvider:
             try:
                 history[symbol] = self._splits(symbol, result)
             except Exception as exc:  # any failure of Yahoo's is this symbol's
-                failed[symbol] = f"split history unavailable: {_short(exc)}"
+                failed[symbol] = f"split history unavailable: {short_error(exc)}"
         kept = bars.filter(~pl.col("symbol").is_in(list(failed)))
         return as_traded(kept, splits_frame(history)), failed
 
@@ -274,7 +274,7 @@ class YahooProvider:
             try:
                 info = self.adapter.info(symbol)
             except Exception as exc:  # tolerated: metadata is best effort
-                failures.append((symbol, _short(exc), 0))
+                failures.append((symbol, short_error(exc), 0))
                 continue
             rows.append(
                 (
@@ -297,6 +297,6 @@ class YahooProvider:
         return self.budget.per_minute
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
