@@ -67,12 +67,11 @@ class StagedBatch:
 
 @dataclass(frozen=True)
 class Staged:
-    """Everything staged under one key."""
+    """The rows staged under one key."""
 
     bars: pl.DataFrame
     outside: pl.DataFrame
     failures: pl.DataFrame
-    batches: dict[int, StagedBatch]
 
 
 class FetchStage:
@@ -170,7 +169,7 @@ class FetchStage:
         return frame
 
     def read(self) -> Staged:
-        """The staged bars (raw_ohlcv's columns), outside bars, failures and markers."""
+        """The staged bars (raw_ohlcv's columns), outside bars and failures."""
         rows = self._read(["bar", "outside", "failure"])
         columns = list(OHLCV_SCHEMA)
         return Staged(
@@ -179,7 +178,6 @@ class FetchStage:
             failures=rows.filter(pl.col(KIND) == "failure")
             .select("symbol", "error", "batch")
             .cast(dict(FAILURE_SCHEMA)),
-            batches=self._batches(),
         )
 
     def discard(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -39,13 +39,11 @@ class FetchOutcome:
     progress: FetchProgress
     batches_resumed: int = 0
     batches_fetched: int = 0
-    symbols_fetched: int = 0
     requests: int = 0
     """Requests this attempt sent (staged batches' requests are not counted again)."""
     dropped: int = 0
     seconds: float = 0.0
     staged: bool = False
-    batch_seconds: list[float] = field(default_factory=list)
 
 
 def run_fetch(
@@ -106,10 +104,8 @@ def run_fetch(
             outside.append(misplaced)
             failures.append(piece.failures)
         outcome.batches_fetched += 1
-        outcome.symbols_fetched += len(piece.symbols)
         outcome.requests = piece.requests
         outcome.dropped += dropped
-        outcome.batch_seconds.append(piece.seconds)
         progress.advance(len(piece.symbols), kept.height, failed)
         log(progress.line(piece.number, clock() - started))
     outcome.seconds = clock() - started

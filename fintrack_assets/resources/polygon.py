@@ -435,6 +435,18 @@ class PolygonProvider:
         completed = [number for number, state in progress.items() if state.open == 0]
         bars: dict[str, list[dict[str, Any]]] = {}
         outcome: _Actions | str | None = None
+
+        def settled(number: int, known: _Actions | str) -> BatchBars:
+            """Batch `number`, its symbols done and the actions known, with its bars handed
+            over (so they are not held twice)."""
+            group = groups[number]
+            mine = [f for f in failures if f[2] == number]
+            kept, mine = _settle(
+                {s: bars.pop(s) for s in group if s in bars}, mine, known, group, batch_of
+            )
+            seconds = progress[number].seconds
+            return _batch_bars(number, group, kept, mine, known, seconds, session.requests)
+
         # as_completed registers its waiter once; wait(FIRST_COMPLETED) in a loop would
         # re-register on every pending future per wake-up (quadratic, under the GIL).
         for future in as_completed([*actions, *pending]):
@@ -455,23 +467,12 @@ class PolygonProvider:
                 outcome = self._actions_outcome(actions, symbols)
                 _say_if_failed(outcome, log)
             if outcome is not None:
-                for number in completed:
-                    group = groups[number]
-                    mine = [f for f in failures if f[2] == number]
-                    kept, mine = _settle(
-                        {s: bars.pop(s) for s in group if s in bars}, mine, outcome, group, batch_of
-                    )
-                    seconds = progress[number].seconds
-                    yield _batch_bars(number, group, kept, mine, outcome, seconds, session.requests)
+                yield from (settled(number, outcome) for number in completed)
                 completed = []
         if outcome is None:  # only without any symbol to wait for
             outcome = self._actions_outcome(actions, symbols)
             _say_if_failed(outcome, log)
-        for number in completed:
-            group = groups[number]
-            mine = [f for f in failures if f[2] == number]
-            kept, mine = _settle({}, mine, outcome, group, batch_of)
-            yield _batch_bars(number, group, kept, mine, outcome, 0.0, session.requests)
+        yield from (settled(number, outcome) for number in completed)
 
     # -- ticker details ---------------------------------------------------------------------
 
