@@ -124,7 +124,8 @@ def demo_steps(
     settings: Settings, defs: Definitions, first: dt.date, last: dt.date
 ) -> list[DemoStep]:
     """The demo's runs, in order, over the sessions [first, last]: the universe, its
-    fundamentals, the market layers and yields, the portfolios (one job in two runs: the
+    fundamentals, the market layers and yields, the silver bars of those months, the
+    portfolios (one job in two runs: the
     sample trades are priced off the bronze bars of the first), the months that have ended
     and a week of payments."""
     from dagster import AssetKey
@@ -149,6 +150,11 @@ def demo_steps(
         ),
         DemoStep(
             "daily_market_job: market", daily_job.get_subset(asset_selection=market), session_range
+        ),
+        DemoStep(
+            "silver_job",
+            defs.resolve_job_def("silver_job"),
+            (first.replace(day=1).isoformat(), last.replace(day=1).isoformat()),
         ),
         DemoStep(
             "daily_market_job: portfolios",
@@ -274,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         "demo",
         help="materialise every asset for the last six months of sessions, offline",
         description="Runs symbol_universe and company_fundamentals, then daily_market_job over "
-        "the last six months of sessions up to the latest closed one (raw -> bronze -> "
-        "silver and the treasury yields, then, after landing a sample of three portfolios' "
-        "trades priced off those bars, trades -> holdings -> "
-        "risk), holdings_monthly and a week of payments through fraud scoring, in single "
-        "runs, on the configured lake and warehouse (embedded defaults: no server, no "
-        "network). Prints what it made.",
+        "the last six months of sessions up to the latest closed one (raw -> bronze and the "
+        "treasury yields; silver_job for those months; then, after landing a sample of three "
+        "portfolios' trades priced off those bars, trades -> holdings -> risk), "
+        "holdings_monthly and a week of payments through fraud scoring, in single runs, on the "
+        "configured lake and warehouse (embedded defaults: no server, no network). Prints "
+        "what it made.",
     )
     demo_parser.add_argument(
         "--days", type=int, default=182, help="calendar days of sessions to cover (default 182)"

@@ -70,9 +70,15 @@ def _months(start: dt.date) -> MonthlyPartitionsDefinition:
     )
 
 
+def _session_months(start: dt.date) -> MonthlyPartitionsDefinition:
+    return MonthlyPartitionsDefinition(
+        start_date=start.replace(day=1).isoformat(), timezone=TIMEZONE, end_offset=1
+    )
+
+
 @dataclass(frozen=True)
 class Partitions:
-    """The three kinds for one first day."""
+    """The four kinds for one first day."""
 
     trading_days: TimeWindowPartitionsDefinition
     """One partition per NYSE session (exchange_calendars XNYS), key YYYY-MM-DD, New York
@@ -81,11 +87,17 @@ class Partitions:
     """Every day, for payment transactions (people pay on Sundays). Today is a partition too:
     files land during the day and each new file re-runs it."""
     months: MonthlyPartitionsDefinition
+    """Months that have ended, for holdings_monthly."""
+    session_months: MonthlyPartitionsDefinition
+    """Calendar months of sessions, the month in progress included, for the silver bars:
+    partition M holds the bars whose bucket ends on a session of M. A bucket ends every 3 to
+    34 sessions, so a session partition would be empty most days and still cost a
+    materialisation event per interval (docs/decisions.md, "Silver by month")."""
 
     def declared_by(self, spec: AssetSpec) -> AssetSpec:
         """`spec` with its template partitions (the kind it declares) replaced by these."""
         template = spec.partitions_def
-        for kind in ("trading_days", "calendar_days", "months"):
+        for kind in ("trading_days", "calendar_days", "months", "session_months"):
             if template is getattr(TEMPLATES, kind):
                 return spec.replace_attributes(partitions_def=getattr(self, kind))
         return spec
@@ -97,18 +109,22 @@ def partitions_for(start: dt.date) -> Partitions:
     Definitions built for the same start shares the same objects."""
     if start == DEFAULT_START_DATE:
         return TEMPLATES
-    return Partitions(_trading_days(start), _calendar_days(start), _months(start))
+    return Partitions(
+        _trading_days(start), _calendar_days(start), _months(start), _session_months(start)
+    )
 
 
 TEMPLATES = Partitions(
     _trading_days(DEFAULT_START_DATE),
     _calendar_days(DEFAULT_START_DATE),
     _months(DEFAULT_START_DATE),
+    _session_months(DEFAULT_START_DATE),
 )
 trading_days = TEMPLATES.trading_days
 """The template the trading_days assets declare (see the module docstring)."""
 calendar_days = TEMPLATES.calendar_days
 months = TEMPLATES.months
+session_months = TEMPLATES.session_months
 
 
 def window_dates(window: TimeWindow) -> tuple[dt.date, dt.date]:
@@ -125,6 +141,15 @@ def latest_closed_session(now: dt.datetime | None = None) -> str:
         if dt.datetime.combine(day, MARKET_CLOSE_PLUS, _NEW_YORK) <= now:
             return day.isoformat()
     raise ValueError(f"no session of trading_days has closed by {now.isoformat()}")
+
+
+def closed_part(
+    start: dt.date, end: dt.date, now: dt.datetime | None = None
+) -> tuple[dt.date, dt.date]:
+    """[start, end) cut after the newest session closed by `now`: of a month in progress,
+    only the days up to its last closed session (an empty window before the first)."""
+    closed = dt.date.fromisoformat(latest_closed_session(now)) + dt.timedelta(days=1)
+    return start, max(start, min(end, closed))
 
 
 def unclosed_sessions(days: list[dt.date], now: dt.datetime | None = None) -> list[dt.date]:

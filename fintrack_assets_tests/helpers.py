@@ -18,8 +18,36 @@ from fintrack_assets.runs import RunSummary, summarise_run
 from fintrack_assets.settings import Settings
 
 BRONZE_LAYER = ["raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"]
-MARKET_LAYERS = [*BRONZE_LAYER, *(silver_key(n) for n in INTERVALS)]
+SILVER = [silver_key(n) for n in INTERVALS]
+MARKET_LAYERS = [*BRONZE_LAYER, *SILVER]
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+
+
+def month_of(day: str) -> str:
+    """The session_months key of an ISO day."""
+    return f"{day[:7]}-01"
+
+
+def _range(first: str, last: str | None) -> dict[str, str]:
+    return {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last or first,
+    }
+
+
+def merged(summaries: list[RunSummary]) -> RunSummary:
+    """One summary of consecutive runs: the last run's id, success only if every run
+    succeeded, and what each run materialised and checked."""
+    total = RunSummary(summaries[-1].run_id, all(s.success for s in summaries))
+    for summary in summaries:
+        for asset, keys in summary.partitions.items():
+            total.partitions[asset] |= keys
+        for name in ("rows", "metadata", "asset_steps", "step_seconds", "checks"):
+            getattr(total, name).update(getattr(summary, name))
+        for name in ("asset_checks", "check_metadata", "failures"):
+            getattr(total, name).update(getattr(summary, name))
+        total.freshness_checked |= summary.freshness_checked
+    return total
 
 
 class Platform:
@@ -64,16 +92,31 @@ class Platform:
         assets: list[str] | None = None,
         run_config: dict[str, Any] | None = None,
     ) -> RunSummary:
-        """daily_market_job over [first, last] in one run: raw -> bronze -> silver, or `assets`
-        (holdings and risk are the portfolio tests' own)."""
-        tags = {
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last or first,
-        }
-        job = self.defs.resolve_job_def("daily_market_job").get_subset(
-            asset_selection={AssetKey(a) for a in assets or MARKET_LAYERS}
+        """raw -> bronze -> silver for the sessions [first, last], or `assets` (holdings and
+        risk are the portfolio tests' own): daily_market_job over the sessions in one run, then
+        silver_job over their months in one more, as the UI's "materialize" of both does. One
+        summary of both runs."""
+        selected = assets or MARKET_LAYERS
+        sessions = [a for a in selected if a not in SILVER]
+        bars = [a for a in selected if a in SILVER]
+        summaries = []
+        if sessions:
+            job = self.defs.resolve_job_def("daily_market_job").get_subset(
+                asset_selection={AssetKey(a) for a in sessions}
+            )
+            summaries.append(self._run(job, _range(first, last), {**QUIET, **(run_config or {})}))
+        if bars and all(s.success for s in summaries):
+            summaries.append(self.silver(month_of(first), month_of(last or first), bars))
+        return merged(summaries)
+
+    def silver(
+        self, first: str, last: str | None = None, assets: list[str] | None = None
+    ) -> RunSummary:
+        """silver_job over the months [first, last] (keys YYYY-MM-01) in one run."""
+        job = self.defs.resolve_job_def("silver_job").get_subset(
+            asset_selection={AssetKey(a) for a in assets or SILVER}
         )
-        return self._run(job, tags, {**QUIET, **(run_config or {})})
+        return self._run(job, _range(first, last), QUIET)
 
     def _run(self, job: JobDefinition, tags: dict, run_config: dict) -> RunSummary:
         result = job.execute_in_process(

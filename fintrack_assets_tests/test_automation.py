@@ -12,6 +12,7 @@ from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform
 
 SESSION = "2025-03-14"
+MONTH = "2025-03-01"
 AFTER_CLOSE = dt.datetime(2025, 3, 14, 17, 0, tzinfo=ZoneInfo("America/New_York"))
 SILVER = {f"silver_ohlcv_{n}d" for n in INTERVALS}
 TRADES = """trade_id,portfolio_id,date,symbol,action,quantity,price,fees,currency
@@ -55,9 +56,10 @@ def test_a_new_bronze_session_requests_silver_holdings_and_risk_once(tmp_path, m
         cursor=first.cursor,
     )
     requested = _requested(second)
-    # One tick requests the whole chain for the session; Dagster runs it in dependency order.
-    downstream = (*SILVER, "holdings_daily", *RISK_ASSET_KEYS)
-    assert requested == {key: {SESSION} for key in downstream}
+    # One tick requests the whole chain for the session (silver: its month, the one in
+    # progress at the evaluation time); Dagster runs it in dependency order.
+    downstream = ("holdings_daily", *RISK_ASSET_KEYS)
+    assert requested == {key: {SESSION} for key in downstream} | {key: {MONTH} for key in SILVER}
 
     third = evaluate_automation_conditions(
         defs=platform.defs,
@@ -89,4 +91,4 @@ def test_without_trades_only_silver_follows_bronze(tmp_path, monkeypatch):
         cursor=first.cursor,
     )
     # portfolio_trades was never materialised: holdings wait for it, and risk for holdings.
-    assert _requested(second) == {key: {SESSION} for key in SILVER}
+    assert _requested(second) == {key: {MONTH} for key in SILVER}

@@ -5,7 +5,9 @@ import pytest
 
 from fintrack_assets.core.calendar import is_session, session_for_index, session_index
 from fintrack_assets.partitions import (
+    closed_part,
     latest_closed_session,
+    session_months,
     trading_days,
     unclosed_sessions,
     window_dates,
@@ -76,6 +78,29 @@ def test_a_partition_window_covers_its_session_up_to_the_next():
 )
 def test_a_session_opens_at_1605_new_york(now, latest):
     assert latest_closed_session(now) == latest
+
+
+@pytest.mark.parametrize(
+    ("now", "end"),
+    [
+        # Friday 14 March before the close: the month's window ends after Thursday 13.
+        (dt.datetime(2025, 3, 14, 15, 0, tzinfo=NY), D(2025, 3, 14)),
+        (dt.datetime(2025, 3, 14, 16, 5, tzinfo=NY), D(2025, 3, 15)),
+        # Saturday 1 March: February's last session is Friday 28, before the window.
+        (dt.datetime(2025, 3, 1, 12, 0, tzinfo=NY), D(2025, 3, 1)),
+        # A month that has ended keeps its whole window.
+        (dt.datetime(2025, 4, 2, 9, 0, tzinfo=NY), D(2025, 4, 1)),
+    ],
+)
+def test_the_month_in_progress_ends_after_its_last_closed_session(now, end):
+    march = session_months.time_window_for_partition_key("2025-03-01")
+    assert window_dates(march) == (D(2025, 3, 1), D(2025, 4, 1))
+    assert closed_part(*window_dates(march), now) == (D(2025, 3, 1), end)
+
+
+def test_session_months_hold_the_month_in_progress():
+    now = dt.datetime.now(NY)
+    assert session_months.get_last_partition_key() == now.date().replace(day=1).isoformat()
 
 
 def test_unclosed_sessions_are_refused_before_1605():

@@ -1,14 +1,13 @@
 """daily_market_job as the schedule runs it: one session (or a range in one run) through raw,
-bronze, silver, the trades landed so far, holdings and the six risk assets."""
+bronze, the trades landed so far, holdings and the six risk assets (silver follows by month:
+test_silver_assets, test_automation)."""
 
 import datetime as dt
 
 import polars as pl
 import pytest
 
-from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
-from fintrack_assets.defs.silver.assets import silver_key
 from fintrack_assets.resources.landing import LandingZone
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 
@@ -17,7 +16,6 @@ TRADING_DAY_ASSETS = {
     "raw_ohlcv",
     "bronze_ohlcv",
     "bronze_ohlcv_rejects",
-    *(silver_key(n) for n in INTERVALS),
     "treasury_yields",
     "holdings_daily",
     *RISK_ASSET_KEYS,

@@ -13,7 +13,8 @@ from deltalake import DeltaTable
 
 from fintrack_assets.cli import main
 from fintrack_assets.definitions import defs as load_defs
-from fintrack_assets.partitions import calendar_days, months, trading_days
+from fintrack_assets.partitions import calendar_days, months, session_months, trading_days
+from fintrack_assets_tests.helpers import SILVER as SILVER_KEYS
 from fintrack_assets_tests.test_definitions_snapshot import SNAPSHOT
 
 defs = load_defs()
@@ -31,6 +32,8 @@ def test_every_time_partitioned_asset_shares_its_kind_and_runs_ranges_in_one_run
             expected = months
         elif payments & {k.to_user_string() for k in asset.keys}:
             expected = calendar_days
+        elif {k.to_user_string() for k in asset.keys} & set(SILVER_KEYS):
+            expected = session_months
         else:
             expected = trading_days
         assert asset.partitions_def is expected

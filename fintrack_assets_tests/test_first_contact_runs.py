@@ -33,6 +33,7 @@ BIN = Path(sys.executable).parent
 DAY = "2025-03-05"  # a Wednesday session
 SUNDAY = "2025-03-02"
 BUCKET_END = "2025-02-24"  # a 34-session silver bucket ends on this session
+BUCKET_MONTH = "2025-02-01"  # its silver partition
 
 
 def expected(asset: str, partition: str | None = None) -> str:
@@ -145,8 +146,9 @@ def test_bronze_names_raw_ohlcv_and_its_partition(tmp_path, monkeypatch):
 
 def test_silver_names_bronze_ohlcv(tmp_path, monkeypatch):
     platform = _platform(tmp_path, monkeypatch)
-    run = _run(platform, {"silver_ohlcv_34d"}, BUCKET_END)
-    _fails_with(run, expected("bronze_ohlcv", BUCKET_END))
+    run = _run(platform, {"silver_ohlcv_34d"}, BUCKET_MONTH)
+    # The command names the last session of the month's bronze window.
+    _fails_with(run, expected("bronze_ohlcv", "2025-02-28"))
 
 
 def test_silver_whose_window_starts_before_the_first_bronze_session_still_runs(
@@ -157,7 +159,7 @@ def test_silver_whose_window_starts_before_the_first_bronze_session_still_runs(
     platform = _platform(tmp_path, monkeypatch)
     assert platform.universe().success
     assert platform.market(BUCKET_END).success
-    run = _run(platform, {"silver_ohlcv_34d"}, BUCKET_END)
+    run = _run(platform, {"silver_ohlcv_34d"}, BUCKET_MONTH)
     assert run.success, run.failure
     bars = platform.lake("silver_ohlcv_34d").read_window()
     assert bars.height == 3 and bars["n_days"].to_list() == [1, 1, 1]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from fintrack_assets.core.calendar import session_due
-from fintrack_assets.defs.ops.checks import AS_OF_TAG, SESSION_ASSETS
+from fintrack_assets.defs.ops.checks import AS_OF_TAG, BY_MONTH, SESSION_ASSETS
 from fintrack_assets_tests.helpers import QUIET, Platform, local_platform
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -63,9 +63,16 @@ def test_each_asset_is_judged_on_the_session_due(platform: Platform) -> None:
     _, bronze = friday["bronze_ohlcv"]
     assert bronze["minutes_late"].value > 0  # materialised now, long after 2025-03-14 18:00
 
+    # Silver is by month: March's materialisation after Friday's close lands Friday's session.
+    assert platform.silver("2025-03-01").success
+    refreshed = _freshness(platform, _ny(2025, 3, 14, 18, 30))
+    passed, silver = refreshed["silver_ohlcv_3d"]
+    assert passed and silver["session"].value == "2025-03-14" and silver["minutes_late"].value > 0
+
     # Monday after the deadline: Friday's data does not make Monday's session fresh.
     monday = _freshness(platform, _ny(2025, 3, 17, 18, 5))
-    assert not any(passed for passed, _ in monday.values())
+    # (silver's March was materialised today, after Monday's close too.)
+    assert not any(passed for a, (passed, _) in monday.items() if a not in BY_MONTH)
     assert monday["bronze_ohlcv"][1]["session"].value == "2025-03-17"
 
     # Before Friday's deadline the session due is Thursday's, which bronze has.

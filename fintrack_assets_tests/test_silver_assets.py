@@ -58,7 +58,7 @@ def test_one_range_run_builds_every_interval_like_the_reference_and_reruns_chang
     run = platform.daily(FIRST, LAST)
     assert run.success
     for key in SILVER:
-        assert run.partitions[key] == {d.isoformat() for d in SESSIONS}
+        assert run.partitions[key] == {"2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01"}
     failed = {check for check, passed in run.asset_checks.items() if not passed}
     assert not failed
     assert ("silver_ohlcv_21d", "agrees_with_silver_ohlcv_3d") in run.asset_checks
@@ -81,37 +81,42 @@ def test_one_range_run_builds_every_interval_like_the_reference_and_reruns_chang
         assert_frame_equal(silver(platform, interval), tables[interval])
 
 
-def test_a_range_run_equals_the_partitions_run_one_by_one(tmp_path, monkeypatch):
-    # 2025-02-13 .. 2025-02-28 hold bucket ends of every interval (13: 02-13, 21: 02-19,
-    # 34: 02-24, 8: 02-18 and 02-28, 5: 02-18 and 02-25).
-    keys = [d.isoformat() for d in sessions_between(dt.date(2025, 2, 13), dt.date(2025, 3, 1))]
+def test_a_range_run_equals_the_months_run_one_by_one(tmp_path, monkeypatch):
+    months = ["2025-01-01", "2025-02-01", "2025-03-01"]
     ranged = _platform(tmp_path, monkeypatch, "ranged")
     single = _platform(tmp_path, monkeypatch, "single")
     for platform in (ranged, single):
-        assert platform.market("2025-01-02", "2025-02-28").success
-    assert ranged.daily(keys[0], keys[-1], assets=SILVER).success
-    for key in keys:
-        assert single.daily(key, assets=SILVER).success
+        assert platform.market("2025-01-02", "2025-03-31").success
+    assert ranged.silver(months[0], months[-1]).success
+    for month in months:
+        assert single.silver(month).success
     for interval in INTERVALS:
         one_run, one_by_one = silver(ranged, interval), silver(single, interval)
         assert one_run.height > 0, interval
         assert_frame_equal(one_run, one_by_one)
 
 
-def test_a_session_that_ends_no_bucket_writes_no_bars_and_keeps_the_others(tmp_path, monkeypatch):
+def test_each_month_counts_its_own_bars_and_a_rerun_keeps_the_others(tmp_path, monkeypatch):
     platform = _platform(tmp_path, monkeypatch, "lake")
     assert platform.daily("2025-02-03", "2025-03-31").success
     before = {n: silver(platform, n) for n in INTERVALS}
-    # 2025-03-17 is session 6,338 from the epoch: it ends a 3-session bucket and no other.
-    assert SESSION_INDEX[dt.date(2025, 3, 17)] == 6338
-    run = platform.daily("2025-03-17")
-    assert run.success
-    metadata = run.metadata
-    assert metadata["silver_ohlcv_3d"]["dagster/row_count"].value == 5
-    for interval in (5, 8, 13, 21, 34):
-        assert metadata[f"silver_ohlcv_{interval}d"]["dagster/row_count"].value == 0
+    march = sessions_between(dt.date(2025, 3, 1), dt.date(2025, 4, 1))
+    run = platform.silver("2025-03-01")
+    assert run.success and run.partitions["silver_ohlcv_3d"] == {"2025-03-01"}
     for interval in INTERVALS:
+        # A bucket ends on session i when i + 1 is a multiple of the interval; 5 symbols.
+        ends = [d for d in march if (SESSION_INDEX[d] + 1) % interval == 0]
+        figures = run.metadata[f"silver_ohlcv_{interval}d"]
+        assert figures["dagster/row_count"].value == 5 * len(ends), interval
+        if ends:
+            assert figures["last_bar_end"].value == max(ends).isoformat()
         assert_frame_equal(silver(platform, interval), before[interval])
+    # By hand: March 2025 has 21 sessions, 6,328 (3 March) .. 6,348 (31 March); the 34-session
+    # bucket 186 (6,324 .. 6,357) ends on 11 April, so March ends none, and the 21-session
+    # bucket 301 (6,321 .. 6,341) ends on 20 March.
+    assert SESSION_INDEX[march[0]] == 6328 and len(march) == 21
+    assert run.metadata["silver_ohlcv_34d"]["dagster/row_count"].value == 0
+    assert run.metadata["silver_ohlcv_21d"]["dagster/row_count"].value == 5
 
 
 def test_one_interval_can_be_materialised_alone(tmp_path, monkeypatch):
@@ -139,7 +144,7 @@ def test_the_nesting_check_goes_red_when_the_stored_intervals_disagree(tmp_path,
     )
     three.replace_window(tampered, "bar_end", day, day + dt.timedelta(days=1))
 
-    job = platform.defs.resolve_job_def("daily_market_job").get_subset(
+    job = platform.defs.resolve_job_def("silver_job").get_subset(
         asset_selection=set(),
         asset_check_selection={
             AssetCheckKey(AssetKey("silver_ohlcv_21d"), "agrees_with_silver_ohlcv_3d")
@@ -148,8 +153,8 @@ def test_the_nesting_check_goes_red_when_the_stored_intervals_disagree(tmp_path,
     summary = platform._run(
         job,
         {
-            "dagster/asset_partition_range_start": "2025-03-20",
-            "dagster/asset_partition_range_end": "2025-03-20",
+            "dagster/asset_partition_range_start": "2025-03-01",
+            "dagster/asset_partition_range_end": "2025-03-01",
         },
         QUIET,
     )

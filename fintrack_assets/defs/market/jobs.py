@@ -2,16 +2,10 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
-from fintrack_assets.defs.silver.assets import silver_key
 
 MARKET_ASSETS = AssetSelection.assets(
-    "raw_ohlcv",
-    "bronze_ohlcv",
-    "bronze_ohlcv_rejects",
-    *(silver_key(n) for n in INTERVALS),
-    "treasury_yields",
+    "raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", "treasury_yields"
 )
 PORTFOLIO_ASSETS = AssetSelection.assets(
     "portfolio_trades", "portfolio_trades_rejects", "holdings_daily", *RISK_ASSET_KEYS
@@ -20,7 +14,7 @@ PORTFOLIO_ASSETS = AssetSelection.assets(
 daily_market_job = define_asset_job(
     "daily_market_job",
     selection=MARKET_ASSETS | PORTFOLIO_ASSETS,
-    description="raw -> bronze -> the six silver intervals, the treasury yields, the trades "
-    "landed so far -> holdings -> the six risk assets, for a session or, in one run, a range "
-    "of sessions.",
+    description="raw -> bronze, the treasury yields, the trades landed so far -> holdings -> the "
+    "six risk assets, for a session or, in one run, a range of sessions. The silver bars follow "
+    "by month (silver_job, or declarative automation for the month in progress).",
 )

@@ -19,6 +19,7 @@ from fintrack_assets.core.display import duration
 from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.defs.risk.assets import RISK_ASSET_KEYS
 from fintrack_assets.defs.silver.assets import silver_key
+from fintrack_assets.partitions import MARKET_CLOSE_PLUS
 
 FRESHNESS_DEADLINE = dt.time(18, 0)
 """A session's data is due by 18:00 New York time on the session's day."""
@@ -34,7 +35,10 @@ SESSION_ASSETS = (
     "holdings_daily",
     *RISK_ASSET_KEYS,
 )
-"""The trading_days assets whose sessions users wait for (rejects tables excluded)."""
+"""The assets whose sessions users wait for (rejects tables excluded)."""
+BY_MONTH = frozenset(silver_key(n) for n in INTERVALS)
+"""On session_months: a session has landed once its month is materialised after the session
+closed."""
 
 
 def _as_of(context: AssetCheckExecutionContext) -> dt.datetime:
@@ -64,14 +68,19 @@ def session_freshness(context: AssetCheckExecutionContext) -> Iterator[AssetChec
     a backfill of last year) does not make today's session fresh. Dagster's FreshnessPolicy
     judges an asset's latest materialisation on a cron, which knows no exchange holidays.
     A session that landed after its deadline passes (its data is there) and says how late in
-    words; only a session still missing fails."""
+    words; only a session still missing fails. The silver bars are by month: the session has
+    landed there with the month's first materialisation after the session's close."""
     now = _as_of(context)
     session = session_due(now, FRESHNESS_DEADLINE)
     deadline = dt.datetime.combine(session, FRESHNESS_DEADLINE, ZoneInfo(TIMEZONE))
+    closed = dt.datetime.combine(session, MARKET_CLOSE_PLUS, ZoneInfo(TIMEZONE)).timestamp()
     for check_key in context.selected_asset_check_keys:
+        monthly = check_key.asset_key.to_user_string() in BY_MONTH
         records = context.instance.fetch_materializations(
             AssetRecordsFilter(
-                asset_key=check_key.asset_key, asset_partitions=[session.isoformat()]
+                asset_key=check_key.asset_key,
+                asset_partitions=[(session.replace(day=1) if monthly else session).isoformat()],
+                after_timestamp=closed if monthly else None,
             ),
             limit=1,
             ascending=True,

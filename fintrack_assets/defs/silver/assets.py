@@ -36,7 +36,7 @@ from fintrack_assets.io_managers.context import PARTITION_EXPR, Rows
 from fintrack_assets.io_managers.lake import LakeIOManager
 from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import add_partition_metadata, markdown_table
-from fintrack_assets.partitions import trading_days, window_dates
+from fintrack_assets.partitions import closed_part, session_months, window_dates
 from fintrack_assets.schemas import SilverOHLCV, contract_failures
 
 BRONZE = "bronze_ohlcv"
@@ -47,26 +47,32 @@ def silver_key(interval: int) -> str:
     return f"silver_ohlcv_{interval}d"
 
 
-def _spec(interval: int, widest: int) -> AssetSpec:
+BUCKET_MONTHS = 2
+"""Months before a partition's month that its bars may start in: the widest bucket, 34
+sessions, spans under seven weeks."""
+
+
+def _spec(interval: int) -> AssetSpec:
     return AssetSpec(
         silver_key(interval),
-        # Partition D's bucket is at most the `widest` sessions ending on D. One AssetsDefinition
-        # must map an upstream one way, so every interval declares the widest bucket; the
-        # asset itself reads only the buckets each selected interval needs.
+        # One AssetsDefinition must map an upstream one way, so every interval declares the
+        # widest bucket's reach; the asset itself reads only the buckets each selected interval
+        # needs.
         deps=[
             AssetDep(
                 BRONZE,
                 partition_mapping=TimeWindowPartitionMapping(
-                    start_offset=-(widest - 1), allow_nonexistent_upstream_partitions=True
+                    start_offset=-BUCKET_MONTHS, allow_nonexistent_upstream_partitions=True
                 ),
             )
         ],
-        partitions_def=trading_days,
+        partitions_def=session_months,
         group_name="silver",
         kinds={"polars"},
         description=(
             f"Bars of {interval} consecutive NYSE sessions, aligned on the session epoch; "
-            "partition D holds the bars whose bucket ends on D, on D's price basis."
+            "partition M holds the bars whose bucket ends on a closed session of month M, each "
+            "on its last session's price basis."
         ),
         metadata={PARTITION_EXPR: BAR_END},
         automation_condition=FOLLOWS_UPSTREAM,
@@ -113,7 +119,7 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
 
     @multi_asset(
         name="silver_ohlcv",
-        specs=[_spec(n, max(intervals)) for n in intervals],
+        specs=[_spec(n) for n in intervals],
         check_specs=[
             *(_bar_check(n) for n in intervals),
             *(_nesting_spec(inner, outer) for inner, outer in pairs),
@@ -130,7 +136,8 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
         """Bronze is read through the upstream reader: its window reaches back to the first
         selected interval's bucket start, which depends on the selection. The nesting checks
         read the intervals' own tables (siblings in this asset, not upstreams)."""
-        start, end = window_dates(context.partition_time_window)
+        # The month in progress: the bars of its closed sessions only.
+        start, end = closed_part(*window_dates(context.partition_time_window))
         chosen = {key.to_user_string() for key in context.selected_asset_keys}
         selected = [n for n in intervals if silver_key(n) in chosen]
         checks = context.selected_asset_check_keys
@@ -180,6 +187,7 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
                     "partial_bars": partial,
                     "symbols": bars["symbol"].n_unique(),
                 },
+                partitions=monthly_figures(bars),
             )
             yield Output(bars, output_name=key)
             if check is not None:
@@ -193,6 +201,17 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
                 yield _nesting_result(lake, inner, outer, outer_bars, end)
 
     return silver_ohlcv
+
+
+def monthly_figures(bars: pl.DataFrame) -> dict[str, dict[str, object]]:
+    """Each month's own bar count and newest bar_end, by partition key."""
+    months = bars.group_by(pl.col(BAR_END).dt.truncate("1mo").alias("month")).agg(
+        pl.len(), pl.col(BAR_END).max().alias("last")
+    )
+    return {
+        month.isoformat(): {"dagster/row_count": count, "last_bar_end": last.isoformat()}
+        for month, count, last in months.iter_rows()
+    }
 
 
 def _nesting_result(
