@@ -23,53 +23,72 @@ from benchmarks.common import INFO, Outcome, Row, VerificationError, log, verdic
 from benchmarks.market import (
     QUIET,
     RunStats,
-    backfill_sessions,
     market_defs,
     materialise_universe,
     run_daily_market_job,
     run_failure,
 )
-from fintrack_assets.core.calendar import nyse_sessions, session_index
+from fintrack_assets.core.calendar import nyse_sessions, session_index, sessions_between
 from fintrack_assets.core.silver import INTERVALS, buckets_ending_in
 from fintrack_assets.defs.silver.assets import nesting_pairs
 from fintrack_assets.io_managers.lake import LakeTable
 
 SILVER = tuple(f"silver_ohlcv_{n}d" for n in INTERVALS)
 DAILY_SESSION = dt.date(2025, 10, 27)
-"""Ends a 34-session bucket (and a 3-session one): the daily update reads the widest bucket."""
+"""Ends a 34-session bucket (and a 3-session one): its month's update reads the widest bucket."""
+DAILY_MONTH = DAILY_SESSION.replace(day=1)
+"""The month a daily update re-writes (silver is on session_months)."""
+
+
+def backfill_months(count: int) -> list[dt.date]:
+    """The `count` months before DAILY_MONTH, oldest first."""
+    months = [DAILY_MONTH]
+    for _ in range(count):
+        months.append((months[-1] - dt.timedelta(days=1)).replace(day=1))
+    return months[:0:-1]
+
+
+def _month_end(month: dt.date) -> dt.date:
+    return (month + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+
+
 SAMPLE_SYMBOLS = 54
 """1 % of the universe for the pandas baseline, scaled up linearly."""
 
 
 def silver(workdir: Path, quick: bool) -> Outcome:
-    """Bronze through Dagster (not timed), then silver over the backfill in one run, then the
-    next session alone; the pandas baseline on a sample of symbols."""
+    """Bronze through Dagster (not timed), then silver over the backfill's months in one run,
+    then the next month alone; the pandas baseline on a sample of symbols."""
     workdir.mkdir(parents=True)
     symbols = 5400
     universe = f"synthetic:{symbols}"
     assert session_index(DAILY_SESSION) % 34 == 33
-    backfill = backfill_sessions(200 if quick else 2000, DAILY_SESSION - dt.timedelta(days=1))
-    first, last = backfill[0], backfill[-1]
+    months = backfill_months(10 if quick else 95)
+    first, last = months[0], _month_end(months[-1])
+    backfill = sessions_between(first, last + dt.timedelta(days=1))
+    bronze_last = _month_end(DAILY_MONTH)
     defs = market_defs(workdir, universe)
     instance = DagsterInstance.ephemeral(tempdir=str(workdir / "dagster"))
     lake = workdir / "lake"
     try:
         materialise_universe(defs, instance, universe)
-        log(f"silver: bronze for {first} .. {DAILY_SESSION} through daily_market_job (setup) ...")
-        setup = run_daily_market_job(defs, instance, first, DAILY_SESSION)
+        log(f"silver: bronze for {first} .. {bronze_last} through daily_market_job (setup) ...")
+        setup = run_daily_market_job(defs, instance, backfill[0], bronze_last)
         log(f"silver: bronze ready in {setup.wall_seconds:.1f} s")
         gc.collect()
-        log(f"silver: six intervals over {first} .. {last} in one run ...")
-        ranged = run_daily_market_job(defs, instance, first, last, SILVER)
+        log(f"silver: six intervals over {months[0]:%Y-%m} .. {months[-1]:%Y-%m} in one run ...")
+        ranged = run_daily_market_job(defs, instance, months[0], months[-1], SILVER, "silver_job")
         log(f"silver: run {ranged.wall_seconds:.2f} s wall, steps {ranged.inside_seconds:.2f} s")
-        _verify(ranged, lake, symbols, first, last, len(backfill))
-        log(f"silver: daily update for {DAILY_SESSION} ...")
-        daily = run_daily_market_job(defs, instance, DAILY_SESSION, DAILY_SESSION, SILVER)
-        _verify(daily, lake, symbols, DAILY_SESSION, DAILY_SESSION, 1)
+        _verify(ranged, lake, symbols, first, last, len(months))
+        log(f"silver: the month of {DAILY_SESSION} ...")
+        daily = run_daily_market_job(defs, instance, DAILY_MONTH, DAILY_MONTH, SILVER, "silver_job")
+        _verify(daily, lake, symbols, DAILY_MONTH, bronze_last, 1)
         maintenance = _maintain_bronze(defs, instance, lake)
-        log(f"silver: daily update for {DAILY_SESSION} again, on the z-ordered bronze ...")
-        daily_after = run_daily_market_job(defs, instance, DAILY_SESSION, DAILY_SESSION, SILVER)
-        _verify(daily_after, lake, symbols, DAILY_SESSION, DAILY_SESSION, 1)
+        log(f"silver: the month of {DAILY_SESSION} again, on the z-ordered bronze ...")
+        daily_after = run_daily_market_job(
+            defs, instance, DAILY_MONTH, DAILY_MONTH, SILVER, "silver_job"
+        )
+        _verify(daily_after, lake, symbols, DAILY_MONTH, bronze_last, 1)
     finally:
         instance.dispose()
     gc.collect()
@@ -78,7 +97,10 @@ def silver(workdir: Path, quick: bool) -> Outcome:
     bronze_rows = symbols * len(backfill)
     ours = _our_seconds(ranged)
     bookkeeping = ranged.inside_seconds - ours
-    size = f"{bronze_rows:,} bronze rows ({symbols:,} x {len(backfill):,} sessions) -> 6 intervals"
+    size = (
+        f"{bronze_rows:,} bronze rows ({symbols:,} x {len(backfill):,} sessions, "
+        f"{len(months)} months) -> 6 intervals"
+    )
     baseline_cell = (
         f"{baseline_seconds:.1f} s (pandas per-symbol loop, {SAMPLE_SYMBOLS} symbols timed "
         f"= {sample_rows:,} rows, x{symbols / SAMPLE_SYMBOLS:g})"
@@ -109,14 +131,15 @@ def silver(workdir: Path, quick: bool) -> Outcome:
             bronze_rows,
         ),
         _daily_row(
-            "silver_daily_1_session",
-            f"{symbols:,} symbols, {DAILY_SESSION} (ends a 34-session bucket)",
+            "silver_daily_month",
+            f"{symbols:,} symbols, the month of {DAILY_SESSION} (which ends a 34-session "
+            "bucket) re-written, as each new session does",
             daily,
             symbols,
         ),
         _daily_row(
-            "silver_daily_1_session (after lake_maintenance)",
-            "the same session, bronze z-ordered on symbol",
+            "silver_daily_month (after lake_maintenance)",
+            "the same month, bronze z-ordered on symbol",
             daily_after,
             symbols,
         ),
@@ -139,8 +162,8 @@ def silver(workdir: Path, quick: bool) -> Outcome:
         f"silver_fibonacci_backfill_2000: step {ranged.steps_line()}; of which "
         f"{ranged.breakdown()}",
         f"silver_fibonacci_backfill_2000: bronze setup (not timed) {setup.wall_seconds:.1f} s",
-        f"silver_daily_1_session: {daily.steps_line()}; of which {daily.breakdown()}",
-        f"silver_daily_1_session after maintenance: {daily_after.breakdown()}",
+        f"silver_daily_month: {daily.steps_line()}; of which {daily.breakdown()}",
+        f"silver_daily_month after maintenance: {daily_after.breakdown()}",
         f"lake_maintenance_bronze: {maintenance.line}",
     ]
     return Outcome(rows, notes)
