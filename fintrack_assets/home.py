@@ -167,7 +167,9 @@ class HeldEventLog:
     materialisation events each paid that. While another connection is open the closing one is
     not the last, so an event costs its insert and commit only; the log is still checkpointed
     as it grows (SQLite's automatic checkpoint) and when the last connection closes. The held
-    connections never read or write a row. Any other storage (PostgreSQL, in memory): none."""
+    connections never read or write a row; they close with `close`, or when this object is let
+    go (a sqlite3 connection closes when collected) or its process ends. Any other storage
+    (PostgreSQL, in memory): none."""
 
     def __init__(self, instance: DagsterInstance | None, run_id: str | None) -> None:
         self._connections: list[sqlite3.Connection] = []

@@ -172,12 +172,11 @@ class TableIOManager(ConfigurableIOManager):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """A step writing a table stores a materialisation event per partition: on a local
-        SQLite instance the event log is held open meanwhile (`home.HeldEventLog`)."""
-        self._event_log = HeldEventLog(context.instance, context.run_id)
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._event_log is not None:
-            self._event_log.close()
+        SQLite instance the event log is held open meanwhile (`home.HeldEventLog`), until this
+        step's copy of the IO manager is let go (no teardown: a resource with one must be
+        opened as a context manager wherever it is used, sensors included)."""
+        run = context.dagster_run
+        self._event_log = HeldEventLog(context.instance, run.run_id if run else None)
 
     def location(self, key: AssetKey) -> str:
         """Where the asset's table is, as the logs and the metadata name it."""
