@@ -17,6 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 DEFAULT_DAGSTER_HOME = ".fintrack/dagster"
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
@@ -151,3 +155,44 @@ def _load_instance(home: Path) -> Finding:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return Finding(False, f"broken: the instance at {home} does not load: {first}")
     return Finding(True, f"ok: the instance at {home} loads")
+
+
+class HeldEventLog:
+    """Connections of our own to the local instance's SQLite event log (the index shard and the
+    run's shard) while a step stores its events; `close` lets them go.
+
+    Dagster's SQLite event log opens and closes a connection for every event it stores. When
+    the connection closing is the database's last, SQLite checkpoints the write-ahead log into
+    the database and deletes it, with its fsyncs: a range run's thousands of per-partition
+    materialisation events each paid that. While another connection is open the closing one is
+    not the last, so an event costs its insert and commit only; the log is still checkpointed
+    as it grows (SQLite's automatic checkpoint) and when the last connection closes. The held
+    connections never read or write a row; they close with `close`, or when this object is let
+    go (a sqlite3 connection closes when collected) or its process ends. Any other storage
+    (PostgreSQL, in memory): none."""
+
+    def __init__(self, instance: DagsterInstance | None, run_id: str | None) -> None:
+        self._connections: list[sqlite3.Connection] = []
+        from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+            INDEX_SHARD_NAME,
+            SqliteEventLogStorage,
+        )
+
+        storage = instance.event_log_storage if instance is not None else None
+        if not isinstance(storage, SqliteEventLogStorage) or run_id is None:
+            return
+        for shard in (INDEX_SHARD_NAME, run_id):
+            path = storage.path_for_shard(shard)
+            if os.path.exists(path):
+                connection = sqlite3.connect(path, check_same_thread=False)
+                connection.execute("PRAGMA schema_version").fetchone()  # opens the log
+                self._connections.append(connection)
+
+    @property
+    def held(self) -> int:
+        return len(self._connections)
+
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections = []

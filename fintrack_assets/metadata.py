@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,11 +19,13 @@ from dagster import (
     MetadataValue,
     TableColumn,
     TableSchema,
+    TimeWindowPartitionsDefinition,
 )
 from pandera.polars import DataFrameModel
 from pydantic import Field
 
 from fintrack_assets.core.display import markdown_table, percent
+from fintrack_assets.partitions import window_dates
 from fintrack_assets.schemas import contract_failures
 
 __all__ = ["markdown_table"]
@@ -151,6 +154,51 @@ def table_schema(frame: pl.DataFrame) -> TableSchema:
     )
 
 
+def partition_row_counts(
+    context: AssetExecutionContext, frame: pl.DataFrame, date_column: str
+) -> dict[str, int]:
+    """Rows of `frame` per partition key of the run, each row counted in the partition whose time
+    window holds its `date_column` (New York dates): a session's window runs to the next cron
+    tick (a Friday's over the weekend, a session before a holiday to the holiday), a month's to
+    the next month's first day. A row in no partition's window (a holiday, outside the run)
+    counts for none, as before when a daily row counted where its date equalled the key."""
+    partitions_def = context.assets_def.partitions_def
+    if not isinstance(partitions_def, TimeWindowPartitionsDefinition):
+        raise TypeError(
+            f"partition row counts need time-window partitions, not {type(partitions_def).__name__}"
+        )
+    keys = list(context.partition_keys)
+    starts = pl.Series(
+        [dt.datetime.strptime(key, partitions_def.fmt).date() for key in keys], dtype=pl.Date
+    )
+    days = frame.get_column(date_column)
+    if days.dtype != pl.Date:
+        days = days.dt.date()
+    # The key whose window starts last on or before each row's day: its window holds the row
+    # when the row is before that window's end. Most rows fall on their window's first day
+    # (a session's bars), so a window's end is only looked up for the keys holding other days.
+    index = (starts.search_sorted(days, side="right").cast(pl.Int64) - 1).alias("index")
+    rows = pl.DataFrame({"day": days, "index": index}).filter(
+        pl.col("day").is_not_null() & (pl.col("index") >= 0)
+    )
+    later = rows.filter(pl.col("day") != starts.gather(rows["index"]))
+    ends = {
+        i: window_dates(partitions_def.time_window_for_partition_key(keys[i]))[1]
+        for i in later["index"].unique().to_list()
+    }
+    if ends:
+        rows = rows.join(
+            pl.DataFrame(
+                {"index": list(ends), "end": list(ends.values())},
+                schema={"index": pl.Int64, "end": pl.Date},
+            ),
+            on="index",
+            how="left",
+        ).filter(pl.col("end").is_null() | (pl.col("day") < pl.col("end")))
+    counted = dict(rows.group_by("index").len().iter_rows())
+    return {key: counted.get(i, 0) for i, key in enumerate(keys)}
+
+
 def add_partition_metadata(
     context: AssetExecutionContext,
     asset_key: str,
@@ -160,25 +208,30 @@ def add_partition_metadata(
     partitions: Mapping[str, Mapping[str, Any]] | None = None,
     last: Mapping[str, Any] | None = None,
 ) -> None:
-    """Each partition of a (range) run shows its own figures: its row count and `partitions`
-    (by key). The run's figures go on the run's last partition only, labelled `run/...`, with
-    the column schema, a preview and `last` (the last partition's own extras, a summary say).
-    Asset metadata given to `Output` would repeat on every partition, beside that partition's
-    own count, as if it were the partition's."""
+    """Each partition of a (range) run shows its own figures: its row count (counted in its
+    time window, `partition_row_counts`) and `partitions` (by key). The run's figures go on the
+    run's last partition only, labelled `run/...`, with the column schema, a preview and `last`
+    (the last partition's own extras, a summary say). Asset metadata given to `Output` would
+    repeat on every partition, beside that partition's own count, as if it were the partition's.
+
+    Dagster takes per-partition metadata one partition per call, and each call costs time in
+    proportion to the partitions given metadata before it (it copies what it has gathered and
+    lists the run's partition keys again). So the most common row count goes in one call for
+    every partition of the run, and a partition gets its own call only when its figures differ:
+    each partition's materialisation carries the same metadata as with a call per partition."""
     keys = context.partition_keys
-    counts: dict[dt.date, int] = dict(frame.group_by(date_column).len().iter_rows())
-    for key in keys:
-        context.add_asset_metadata(
-            {
-                "dagster/row_count": counts.get(dt.date.fromisoformat(key), 0),
-                **(partitions or {}).get(key, {}),
-            },
-            asset_key=asset_key,
-            partition_key=key,
-        )
+    counts = partition_row_counts(context, frame, date_column)
+    common = Counter(counts.values()).most_common(1)[0][0]
+    context.add_asset_metadata({"dagster/row_count": common}, asset_key=asset_key)
+    for key in keys[:-1]:
+        own = {"dagster/row_count": counts[key], **(partitions or {}).get(key, {})}
+        if own != {"dagster/row_count": common}:
+            context.add_asset_metadata(own, asset_key=asset_key, partition_key=key)
     run_figures = {"partitions": len(keys), "rows": frame.height, **(run or {})}
     context.add_asset_metadata(
         {
+            "dagster/row_count": counts[keys[-1]],
+            **(partitions or {}).get(keys[-1], {}),
             **(last or {}),
             **{f"run/{name}": value for name, value in run_figures.items()},
             "dagster/column_schema": table_schema(frame),

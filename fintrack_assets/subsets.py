@@ -3,7 +3,6 @@ subset of the two: selecting the main asset alone still writes and records the c
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -18,7 +17,12 @@ from dagster import (
 )
 
 from fintrack_assets.io_managers.context import PARTITION_EXPR, TableIOManager
-from fintrack_assets.metadata import add_partition_metadata, markdown_table, table_schema
+from fintrack_assets.metadata import (
+    add_partition_metadata,
+    markdown_table,
+    partition_row_counts,
+    table_schema,
+)
 from fintrack_assets.partitions import window_dates
 
 
@@ -71,10 +75,10 @@ def companion(
     if not partitioned:
         context.log_event(AssetMaterialization(name, metadata=metadata))
         return
-    counts: dict[dt.date, int] = dict(frame.group_by(column).len().iter_rows())
+    counts = partition_row_counts(context, frame, column)
     keys = context.partition_keys
     for key in keys:
-        own: dict[str, Any] = {"dagster/row_count": counts.get(dt.date.fromisoformat(key), 0)}
+        own: dict[str, Any] = {"dagster/row_count": counts[key]}
         if key == keys[-1]:
             own |= {
                 **{f"run/{k}": v for k, v in {"rows": frame.height, **(run or {})}.items()},

@@ -13,8 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from dagster import (
+    AssetMaterialization,
+    DagsterEvent,
+    DagsterEventType,
+    DagsterInstance,
+    EventLogEntry,
+)
+from dagster._core.events import StepMaterializationData
 
-from fintrack_assets.home import SQLITE_STORAGES
+from fintrack_assets.home import SQLITE_STORAGES, HeldEventLog
 
 BIN = Path(sys.executable).parent
 MATERIALIZE = ["asset", "materialize", "-m", "fintrack_assets", "--select", "symbol_universe"]
@@ -165,3 +173,45 @@ def test_doctor_names_the_file_to_move_away_when_it_cannot_repair(tmp_path: Path
     assert _fintrack(tmp_path, "home").returncode == 0
     healed = _fintrack(tmp_path, "doctor")
     assert healed.returncode == 0, healed.stderr
+
+
+def _store_an_event(instance: DagsterInstance, run_id: str) -> None:
+    """An asset event, which Dagster's SQLite event log stores in the run's shard and the index
+    shard, each through a connection it opens and closes."""
+
+    event = DagsterEvent(
+        event_type_value=DagsterEventType.ASSET_MATERIALIZATION.value,
+        job_name="held",
+        event_specific_data=StepMaterializationData(AssetMaterialization("held")),
+    )
+    instance.store_event(
+        EventLogEntry(
+            user_message="",
+            level=20,
+            job_name="held",
+            run_id=run_id,
+            error_info=None,
+            timestamp=1.0,
+            dagster_event=event,
+        )
+    )
+
+
+def test_a_held_event_log_keeps_its_write_ahead_logs_until_let_go(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    runs = home / "history" / "runs"
+    with DagsterInstance.from_config(str(home)) as instance:
+        _store_an_event(instance, "first")  # creates both shards
+        # Alone, the connection storing an event is the last to close: SQLite checkpoints the
+        # write-ahead log into the database and deletes it, after every event.
+        assert not (runs / "index.db-wal").exists() and not (runs / "first.db-wal").exists()
+        held = HeldEventLog(instance, "first")
+        assert held.held == 2
+        _store_an_event(instance, "first")
+        assert (runs / "index.db-wal").exists() and (runs / "first.db-wal").exists()
+        held.close()
+        assert not (runs / "index.db-wal").exists() and not (runs / "first.db-wal").exists()
+        assert len(instance.all_logs("first")) == 2  # nothing lost
+    with DagsterInstance.ephemeral() as memory:
+        assert HeldEventLog(memory, "any").held == 0

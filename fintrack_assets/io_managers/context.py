@@ -12,11 +12,20 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import polars as pl
-from dagster import AssetKey, ConfigurableIOManager, Failure, InputContext, OutputContext
+from dagster import (
+    AssetKey,
+    ConfigurableIOManager,
+    Failure,
+    InitResourceContext,
+    InputContext,
+    OutputContext,
+)
 from deltalake.exceptions import DeltaError
+from pydantic import PrivateAttr
 
 from fintrack_assets.core.calendar import sessions_between
 from fintrack_assets.core.s3_errors import credentials_sentence, refused_credentials
+from fintrack_assets.home import HeldEventLog
 from fintrack_assets.partitions import window_dates
 
 PARTITION_EXPR = "partition_expr"
@@ -159,6 +168,15 @@ class TableIOManager(ConfigurableIOManager):
 
     kind: ClassVar[str]
     """Names the write's timing in the output metadata: `<kind>_write_seconds`."""
+    _event_log: HeldEventLog | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """A step writing a table stores a materialisation event per partition: on a local
+        SQLite instance the event log is held open meanwhile (`home.HeldEventLog`), until this
+        step's copy of the IO manager is let go (no teardown: a resource with one must be
+        opened as a context manager wherever it is used, sensors included)."""
+        run = context.dagster_run
+        self._event_log = HeldEventLog(context.instance, run.run_id if run else None)
 
     def location(self, key: AssetKey) -> str:
         """Where the asset's table is, as the logs and the metadata name it."""
