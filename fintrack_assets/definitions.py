@@ -19,9 +19,12 @@ from dagster import (
     ComponentTree,
     Definitions,
     EnvVar,
+    ExecutorDefinition,
     PreviewWarning,
     definitions,
+    in_process_executor,
     map_asset_specs,
+    multiprocess_executor,
 )
 
 from fintrack_assets.catalog import PACKAGE_ROOT, catalog
@@ -103,7 +106,18 @@ def build_defs(settings: Settings, resources: Mapping[str, Any] | None = None) -
         schedules=found.schedules,
         sensors=found.sensors,
         resources={**build_resources(settings), **(resources or {})},
+        executor=executor_for(settings),
     )
+
+
+def executor_for(settings: Settings) -> ExecutorDefinition:
+    """The embedded default runs a run's steps in its own process: its DuckDB file takes one
+    writer at a time anyway, and a step process of its own costs each step seconds of start-up
+    (an interpreter importing the code location) before any work. With a PostgreSQL warehouse
+    (the deployment) steps run in processes of their own, in parallel where the graph allows."""
+    if settings.warehouse_backend == "postgresql":
+        return multiprocess_executor
+    return in_process_executor
 
 
 PLANNED_EVENTS_AS_SUBSETS = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"

@@ -157,6 +157,13 @@ def _load_instance(home: Path) -> Finding:
     return Finding(True, f"ok: the instance at {home} loads")
 
 
+POSTGRES_EVENT_LOG = "PostgresEventLogStorage"
+"""dagster-postgres' event log, known by name: the package is the deployment's extra."""
+POOL_RECYCLE_SECONDS = 3600
+POOL_OVERFLOW = 4
+"""Connections beyond the pooled one when threads of the step store events at once."""
+
+
 class HeldEventLog:
     """Connections of our own to the local instance's SQLite event log (the index shard and the
     run's shard) while a step stores its events; `close` lets them go.
@@ -168,8 +175,13 @@ class HeldEventLog:
     not the last, so an event costs its insert and commit only; the log is still checkpointed
     as it grows (SQLite's automatic checkpoint) and when the last connection closes. The held
     connections never read or write a row; they close with `close`, or when this object is let
-    go (a sqlite3 connection closes when collected) or its process ends. Any other storage
-    (PostgreSQL, in memory): none."""
+    go (a sqlite3 connection closes when collected) or its process ends.
+
+    dagster-postgres does the same outside its webserver: a new connection per event (three
+    server sessions per stored event, ~45 ms each under load). There the instance keeps one
+    pooled connection for the step instead, through its own `optimize_for_webserver` (what the
+    webserver calls at start; no statement timeout here: a write is never cut short). In
+    memory: nothing to do."""
 
     def __init__(self, instance: DagsterInstance | None, run_id: str | None) -> None:
         self._connections: list[sqlite3.Connection] = []
@@ -179,6 +191,11 @@ class HeldEventLog:
         )
 
         storage = instance.event_log_storage if instance is not None else None
+        if type(storage).__name__ == POSTGRES_EVENT_LOG and instance is not None:
+            instance.optimize_for_webserver(
+                statement_timeout=0, pool_recycle=POOL_RECYCLE_SECONDS, max_overflow=POOL_OVERFLOW
+            )
+            return
         if not isinstance(storage, SqliteEventLogStorage) or run_id is None:
             return
         for shard in (INDEX_SHARD_NAME, run_id):
