@@ -120,7 +120,8 @@ def _header(quick: bool, started: dt.datetime, seconds: float) -> str:
         f"fintrack_assets benchmarks, {mode}: {started:%Y-%m-%d %H:%M} UTC, "
         f"{seconds:.0f} s in all\n"
         f"Python {platform.python_version()}, {versions}; {os.cpu_count()} CPUs; "
-        "ephemeral Dagster instance (in-memory event log)"
+        "ephemeral Dagster instance (in-memory event log) except the backfill_cli rows "
+        "(SQLite, PostgreSQL)"
     )
 
 
