@@ -398,6 +398,7 @@ class Measured:
     timeline: Timeline
     stats: RunStats
     setup: str
+    load_before: str
 
 
 def _prepare(env: dict[str, str], size: Size, storage: str) -> float:
@@ -430,6 +431,7 @@ def _measure_cli(workdir: Path, size: Size, storage: str, name: str, pg_url: str
     setup_seconds = _prepare(env, size, storage)
     log(f"{name}: home and symbol_universe ready in {setup_seconds:.1f} s (setup)")
     log(f"{name}: dagster asset materialize {len(SELECTION)} assets over {size.partition_range}")
+    load_before = _load()
     launched, exited = _materialize(env, size, workdir / "materialize.log")
     log(f"{name}: {exited - launched:.1f} s wall; reading the instance ...")
     with scoped_environ(pg_env), DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
@@ -441,7 +443,7 @@ def _measure_cli(workdir: Path, size: Size, storage: str, name: str, pg_url: str
         timeline = read_timeline(instance, run_id, launched, exited, stats)
         stats.events = timeline.events
     setup = f"setup, not timed: prepare_home and symbol_universe {setup_seconds:.1f} s"
-    return Measured(timeline, stats, setup)
+    return Measured(timeline, stats, setup, load_before)
 
 
 def _measure_in_memory(workdir: Path, size: Size, name: str) -> Measured:
@@ -460,6 +462,7 @@ def _measure_in_memory(workdir: Path, size: Size, name: str) -> Measured:
             ASSET_PARTITION_RANGE_END_TAG: size.last.isoformat(),
         }
         log(f"{name}: execute_in_process {len(SELECTION)} assets over {size.partition_range} ...")
+        load_before = _load()
         with scoped_environ({PLANNED_EVENTS_AS_SUBSETS: "true"}):
             launched = time.time()
             result = job.execute_in_process(
@@ -475,7 +478,13 @@ def _measure_in_memory(workdir: Path, size: Size, name: str) -> Measured:
     finally:
         instance.dispose()
     setup = f"setup, not timed: symbol_universe {universe_seconds:.1f} s in process"
-    return Measured(timeline, stats, setup)
+    return Measured(timeline, stats, setup, load_before)
+
+
+def _load() -> str:
+    """The 1-minute load average against the cores: other work on the machine slows every
+    phase (on the development machine, other sessions run their tests beside)."""
+    return f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def _outcome(name: str, measured: Measured, size: Size, target: float | None) -> Outcome:
@@ -494,7 +503,8 @@ def _outcome(name: str, measured: Measured, size: Size, target: float | None) ->
     notes = [
         f"{name}: wall {wall:.1f} s = {timeline.totals()}",
         f"{name}: phases from the event log: {timeline.phases()}",
-        f"{name}: {timeline.counts_line()}; {measured.setup}",
+        f"{name}: {timeline.counts_line()}; {measured.setup}; load average at launch "
+        f"{measured.load_before}, at the end {_load()}",
     ]
     return Outcome([row], notes)
 
