@@ -2,8 +2,9 @@
 
 The path users take: `dagster asset materialize -m fintrack_assets --select <the nine
 assets> --partition-range <first>...<last>`, one command, a subprocess, on a fresh
-`DAGSTER_HOME` prepared by `fintrack home` (SQLite), or on one whose dagster.yaml is the
-deployment's storage (dagster-postgres) pointed at a throwaway database. The floor beside
+`DAGSTER_HOME` prepared by `prepare_home` as `fintrack home` prepares it (SQLite), or on one
+whose dagster.yaml is the deployment's storage (dagster-postgres) pointed at a throwaway
+database. The floor beside
 them: the same selection through `execute_in_process` on an ephemeral in-memory instance.
 
 Every figure is read back from the instance's event log afterwards: where the wall went
@@ -64,7 +65,7 @@ queue, run concurrency, retries and monitoring are the daemon's; the op pools ne
 concurrency slots `pools-init` sets (docs/deployment.md)."""
 CLI_TIMEOUT_SECONDS = 3_600
 TARGETS = {"sqlite": 180.0, "postgres": 120.0}
-QUICK_SKIPS = {"postgres": "a CLI run costs ~30 s of start-up and step spawns whatever its size"}
+QUICK_SKIPS = {"postgres": "a CLI run costs ~35-55 s of start-up, planning and step spawns"}
 """The CLI rows --quick leaves out: the SQLite row alone shows the path still works."""
 
 EVENT = DagsterEventType
@@ -210,9 +211,8 @@ def read_timeline(
         step = (
             steps.setdefault(entry.step_key, StepTimes(entry.step_key)) if entry.step_key else None
         )
-        if burst_start is not None and kind != MATERIALISATION:
-            assert previous is not None and previous.step_key in steps
-            steps[previous.step_key].burst_seconds += entry.timestamp - burst_start
+        if burst_start is not None and kind != MATERIALISATION and previous is not None:
+            steps[str(previous.step_key)].burst_seconds += entry.timestamp - burst_start
             burst_start = None
         if kind == EVENT.RUN_START.value:
             timeline.run_start = entry.timestamp
