@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 PARTITIONS_START = "2015-01-02"
@@ -82,3 +85,18 @@ def error_row(workload: str, message: str) -> Row:
 def log(message: str) -> None:
     """Progress goes to stderr, so stdout carries only the table."""
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def scoped_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` in this process's environment for the block; what was there before after."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -40,6 +40,9 @@ WORKLOADS = (
     "holdings_1000_portfolios",
     "risk_1000_portfolios",
     "fraud_scoring",
+    "backfill_cli_sqlite_5400x2000",
+    "backfill_cli_postgres_5400x2000",
+    "backfill_in_memory_5400x2000",
 )
 
 
@@ -90,6 +93,14 @@ def _runner(name: str) -> Callable[[Path, bool], Outcome]:
         from benchmarks.risk import risk
 
         return risk
+    if name.startswith("backfill_"):
+        from benchmarks import backfill
+
+        return {
+            "backfill_cli_sqlite_5400x2000": backfill.backfill_cli_sqlite,
+            "backfill_cli_postgres_5400x2000": backfill.backfill_cli_postgres,
+            "backfill_in_memory_5400x2000": backfill.backfill_in_memory,
+        }[name]
     if name == "silver_fibonacci_2000":
         from benchmarks.silver import silver
 
@@ -109,7 +120,8 @@ def _header(quick: bool, started: dt.datetime, seconds: float) -> str:
         f"fintrack_assets benchmarks, {mode}: {started:%Y-%m-%d %H:%M} UTC, "
         f"{seconds:.0f} s in all\n"
         f"Python {platform.python_version()}, {versions}; {os.cpu_count()} CPUs; "
-        "ephemeral Dagster instance (in-memory event log)"
+        "ephemeral Dagster instance (in-memory event log) except the backfill_cli rows "
+        "(SQLite, PostgreSQL)"
     )
 
 

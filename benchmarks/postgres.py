@@ -42,8 +42,9 @@ def with_database(url: str, database: str) -> str:
 
 
 @contextmanager
-def throwaway_database(base_url: str) -> Iterator[str]:
-    """A fresh database on the server of `base_url`; yields its URL, drops it afterwards."""
+def throwaway_database(base_url: str, workload: str = NAME) -> Iterator[str]:
+    """A fresh database on the server of `base_url`; yields its URL, drops it afterwards
+    (logged under `workload`)."""
     admin_url = with_database(base_url, "postgres")
     name = f"fintrack_bench_{secrets.token_hex(4)}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -55,7 +56,7 @@ def throwaway_database(base_url: str) -> Iterator[str]:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
-        log(f"{NAME}: dropped database {name}")
+        log(f"{workload}: dropped database {name}")
 
 
 def holdings_frame(rows: int, day: dt.date = DAY) -> pl.DataFrame:

@@ -43,7 +43,10 @@ class Attempt:
     killed: bool = False
 
 
-def _env(workdir: Path, universe: str) -> dict[str, str]:
+def cli_env(workdir: Path, universe: str) -> dict[str, str]:
+    """The environment of a `dagster asset materialize` on a workdir of its own: its home,
+    lake and DuckDB warehouse there, synthetic market data; the caller's FINTRACK_* and
+    DAGSTER_* left out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FINTRACK_", "DAGSTER_"))}
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -57,13 +60,13 @@ def _env(workdir: Path, universe: str) -> dict[str, str]:
     }
 
 
-def _command(*args: str) -> list[str]:
+def materialize_command(*args: str) -> list[str]:
     return [str(BIN / "dagster"), "asset", "materialize", "-m", "fintrack_assets", *args]
 
 
 def _universe(env: dict[str, str]) -> None:
     done = subprocess.run(
-        _command("--select", "symbol_universe"),
+        materialize_command("--select", "symbol_universe"),
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -79,7 +82,7 @@ def _attempt(env: dict[str, str], window: str, kill_at: float | None) -> Attempt
     of the batches is staged. Reads the progress lines as they come (no polling)."""
     started = time.perf_counter()
     child = subprocess.Popen(
-        _command("--select", "raw_ohlcv", "--partition-range", window),
+        materialize_command("--select", "raw_ohlcv", "--partition-range", window),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -131,7 +134,7 @@ def raw_resume(workdir: Path, quick: bool) -> Outcome:
     size = f"{symbols:,} symbols x {len(sessions):,} sessions"
 
     whole_dir, resumed_dir = workdir / "uninterrupted", workdir / "resumed"
-    whole_env, resumed_env = _env(whole_dir, universe), _env(resumed_dir, universe)
+    whole_env, resumed_env = cli_env(whole_dir, universe), cli_env(resumed_dir, universe)
     _universe(whole_env)
     _universe(resumed_env)
     log(f"raw_resume: uninterrupted {size}")
