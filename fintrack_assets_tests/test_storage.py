@@ -195,6 +195,30 @@ def test_warehouse_empty_window_clears_it(warehouse):
     assert sorted(warehouse.read("t")["date"].to_list()) == [D(2025, 1, 2), D(2025, 1, 7)]
 
 
+def test_warehouse_stream_writes_every_chunk_or_nothing(warehouse):
+    schema = days_frame([], ["A"]).schema
+    warehouse.replace_window("t", days_frame(JAN, ["A"]), "date", D(2025, 1, 2), D(2025, 1, 8))
+    chunks = [days_frame(JAN[:2], ["B", "C"], 2.0), days_frame(JAN[1:3], ["D"], 3.0)]
+
+    def failing():
+        yield from chunks
+        raise RuntimeError("killed mid-stream")
+
+    with pytest.raises(RuntimeError, match="mid-stream"):
+        warehouse.replace_window_stream("t", failing(), "date", JAN[0], D(2025, 1, 8), schema)
+    assert warehouse.read("t").select("symbol", "close").rows() == [("A", 1.0)] * 4
+    warehouse.replace_window_stream("t", iter(chunks), "date", JAN[0], D(2025, 1, 8), schema)
+    back = sorted(warehouse.read("t").select("date", "symbol", "close").rows())
+    assert back == [
+        (JAN[0], "B", 2.0),
+        (JAN[0], "C", 2.0),
+        (JAN[1], "B", 2.0),
+        (JAN[1], "C", 2.0),
+        (JAN[1], "D", 3.0),
+        (JAN[2], "D", 3.0),
+    ]
+
+
 # PostgreSQL specifics: day partitions swapped in one transaction, loaded on several connections.
 
 
