@@ -16,6 +16,8 @@ from fintrack_assets.core.fraud_features import (
     payment_features,
     summarised_features,
 )
+from fintrack_assets.io_managers.payment_history import PaymentHistory
+from fintrack_assets.io_managers.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from fintrack_assets_tests.test_fraud_features import random_payments
 
 D = dt.date(2025, 7, 3)
@@ -118,3 +120,34 @@ def test_a_range_is_refused_one_day_at_a_time():
     raw, summary, seen = summarise(two.head(0), D, 30)
     with pytest.raises(ValueError, match="one day at a time"):
         summarised_features(two, raw, summary, seen)
+
+
+@pytest.fixture(params=["duckdb", "postgresql"])
+def warehouse(request, tmp_path) -> Warehouse:
+    if request.param == "duckdb":
+        return DuckDBWarehouse(str(tmp_path / "warehouse.duckdb"))
+    return PostgresWarehouse(request.getfixturevalue("postgres_url"))
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards):
+    """Random books stored day by day as payment_transactions is; the warehouse's compact
+    answers, shard by shard, give the features of the whole raw history."""
+    rng = random.Random(11)
+    history = random_payments(rng, 3000, D - dt.timedelta(days=35), 35, "h")
+    today = random_payments(rng, 400, D, 1, "t")
+    stored = pl.concat([history, today]).with_columns(pl.col("ts").dt.date().alias("date"))
+    first = D - dt.timedelta(days=35)
+    warehouse.replace_window("payment_transactions", stored, "date", first, D + dt.timedelta(1))
+    reads = PaymentHistory(warehouse)
+    parts = [reads.features(D, 30, (k, shards)) for k in range(shards)]
+    assert sum(part[0].height for part in parts) == today.height
+    got = pl.concat([features for _, features in parts]).sort("transaction_id")
+    want = payment_features(today, history, 30).sort("transaction_id")
+    assert_close(got, want)
+    assert reads.day_counts([D, D - dt.timedelta(days=1), D + dt.timedelta(1)]) == {
+        D: today.height,
+        D - dt.timedelta(days=1): history.filter(
+            pl.col("ts").dt.date() == D - dt.timedelta(days=1)
+        ).height,
+    }
