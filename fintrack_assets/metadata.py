@@ -69,7 +69,14 @@ def contract_check(
     model: type[DataFrameModel], frame: pl.DataFrame, asset_key: str, check_name: str = "contract"
 ) -> AssetCheckResult:
     """The asset check that `frame` satisfies its pandera contract, failures in metadata."""
-    failures = contract_failures(model, frame)
+    return contract_outcome(asset_key, contract_failures(model, frame), check_name)
+
+
+def contract_outcome(
+    asset_key: str, failures: str | None, check_name: str = "contract"
+) -> AssetCheckResult:
+    """The contract check from pandera's report (`contract_failures`), None when it held: for
+    an output checked batch by batch as it was written."""
     return AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,
@@ -159,14 +166,18 @@ def add_partition_metadata(
     run: Mapping[str, Any] | None = None,
     partitions: Mapping[str, Mapping[str, Any]] | None = None,
     last: Mapping[str, Any] | None = None,
+    counts: Mapping[dt.date, int] | None = None,
 ) -> None:
     """Each partition of a (range) run shows its own figures: its row count and `partitions`
     (by key). The run's figures go on the run's last partition only, labelled `run/...`, with
     the column schema, a preview and `last` (the last partition's own extras, a summary say).
     Asset metadata given to `Output` would repeat on every partition, beside that partition's
-    own count, as if it were the partition's."""
+    own count, as if it were the partition's. `counts`: the rows per day of an output
+    written as a stream, `frame` then being a sample of it (the schema and the preview)."""
     keys = context.partition_keys
-    counts: dict[dt.date, int] = dict(frame.group_by(date_column).len().iter_rows())
+    rows = frame.height if counts is None else sum(counts.values())
+    if counts is None:
+        counts = dict(frame.group_by(date_column).len().iter_rows())
     for key in keys:
         context.add_asset_metadata(
             {
@@ -176,7 +187,7 @@ def add_partition_metadata(
             asset_key=asset_key,
             partition_key=key,
         )
-    run_figures = {"partitions": len(keys), "rows": frame.height, **(run or {})}
+    run_figures = {"partitions": len(keys), "rows": rows, **(run or {})}
     context.add_asset_metadata(
         {
             **(last or {}),

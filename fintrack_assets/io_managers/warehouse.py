@@ -36,7 +36,13 @@ from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import NotMaterialised, Rows, TableIOManager, Window
+from fintrack_assets.io_managers.context import (
+    FrameStream,
+    NotMaterialised,
+    Rows,
+    TableIOManager,
+    Window,
+)
 from fintrack_assets.settings import redact_url
 
 SCHEMA = "fintrack"
@@ -724,6 +730,14 @@ class WarehouseIOManager(TableIOManager):
             self.warehouse.replace_table(_table_name(key), frame)
         else:
             self.warehouse.replace_window(_table_name(key), frame, column, *window)
+        return {"warehouse_table": self.location(key), "warehouse": redact_url(self.url)}
+
+    def store_stream(
+        self, key: AssetKey, stream: FrameStream, column: str, window: Window
+    ) -> dict[str, Any]:
+        self.warehouse.replace_window_stream(
+            _table_name(key), stream.frames, column, *window, stream.schema
+        )
         return {"warehouse_table": self.location(key), "warehouse": redact_url(self.url)}
 
     def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:
