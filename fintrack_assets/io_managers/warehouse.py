@@ -518,6 +518,12 @@ class PostgresWarehouse(Warehouse):
                     return loads[day]
 
                 self._copy_parallel(frames, column, load_of)
+                # Statistics before the day is visible: a fresh table has none, and without
+                # them the planner takes a day of a million rows for a few and picks nested
+                # loops (the fraud features' pairs join ran for minutes). Autovacuum may be
+                # off, and is late after a bulk load anyway. ANALYZE samples ~30,000 rows.
+                for load in loads.values():
+                    lease.execute(sql.SQL("ANALYZE {}").format(self._table(load, PARTITION_SCHEMA)))
                 with self._connect() as con:
                     con.execute(
                         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
