@@ -129,10 +129,12 @@ def warehouse(request, tmp_path) -> Warehouse:
     return PostgresWarehouse(request.getfixturevalue("postgres_url"))
 
 
-@pytest.mark.parametrize("shards", [1, 3])
-def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards):
+@pytest.mark.parametrize(("shards", "once"), [(1, False), (3, False), (3, True)])
+def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards, once):
     """Random books stored day by day as payment_transactions is; the warehouse's compact
-    answers, shard by shard, give the features of the whole raw history."""
+    answers, shard by shard, give the features of the whole raw history; with `once`, the
+    look-back totals and pairs are read once for the day and handed to every shard (as
+    fraud_predictions does)."""
     rng = random.Random(11)
     history = random_payments(rng, 3000, D - dt.timedelta(days=35), 35, "h")
     today = random_payments(rng, 400, D, 1, "t")
@@ -140,7 +142,8 @@ def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards):
     first = D - dt.timedelta(days=35)
     warehouse.replace_window("payment_transactions", stored, "date", first, D + dt.timedelta(1))
     reads = PaymentHistory(warehouse)
-    parts = [reads.features(D, 30, (k, shards)) for k in range(shards)]
+    behind = reads.look_back(D, 30) if once else None
+    parts = [reads.features(D, 30, (k, shards), behind) for k in range(shards)]
     assert sum(part[0].height for part in parts) == today.height
     got = pl.concat([features for _, features in parts]).sort("transaction_id")
     want = payment_features(today, history, 30).sort("transaction_id")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import polars as pl
 from psycopg import sql
@@ -45,6 +46,18 @@ HISTORY_COLUMNS = ("account_id", "ts", "amount", "merchant")
 WORK_MEM = "256MB"
 """PostgreSQL's per-operation memory for the group-by and the pairs join (the default 4 MB
 spills them to disk)."""
+JIT_OFF = ("jit_inline_above_cost", "jit_optimize_above_cost")
+"""PostgreSQL JIT-compiles these scans' expressions, which pays, but inlining and optimising
+the code took ~7.5 s of a 19 s month aggregate (2026-12-07, docs/decisions.md)."""
+
+
+class LookBack(NamedTuple):
+    """What a day's features need of its look-back beyond the raw days, for its accounts."""
+
+    summary: pl.DataFrame
+    """SUMMARY_SCHEMA: per account, the totals over the plan's full days."""
+    seen: pl.DataFrame
+    """`account_id, merchant`: the day's pairs that occur in the plan's `merchants` days."""
 
 
 class PaymentHistory:
@@ -56,18 +69,32 @@ class PaymentHistory:
         self.warehouse = warehouse
         self.table = table
 
+    def look_back(self, day: dt.date, history_days: int) -> LookBack:
+        """The totals and the pairs seen for every account of `day`: one scan of the
+        look-back each, whatever the shard count. Their size is bounded by the accounts
+        and the day's pairs, not by the rows behind them."""
+        plan = history_plan(day, history_days)
+        return LookBack(self.summary(plan), self.seen(plan))
+
     def features(
-        self, day: dt.date, history_days: int, shard: Shard = (0, 1)
+        self,
+        day: dt.date,
+        history_days: int,
+        shard: Shard = (0, 1),
+        look_back: LookBack | None = None,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(the stored payments of `day` of the shard's accounts, their features): the day's
-        rows, its plan's raw days (four columns), the totals and the pairs seen, and
+        rows, its plan's raw days (four columns), the totals and the pairs seen (`look_back`,
+        read here when not given; accounts of other shards in it are ignored), and
         summarised_features over them."""
         plan = history_plan(day, history_days)
         today = self.rows([day], PAYMENT_SCHEMA, shard)
         raw = self.rows(plan.raw_days, {c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS}, shard)
-        summary = self.summary(plan, shard)
-        seen = self.seen(plan, shard)
-        return today, summarised_features(today, raw, summary, seen, history_days)
+        if look_back is None:
+            look_back = LookBack(self.summary(plan, shard), self.seen(plan, shard))
+        return today, summarised_features(
+            today, raw, look_back.summary, look_back.seen, history_days
+        )
 
     def day_counts(self, days: Sequence[dt.date]) -> dict[dt.date, int]:
         """Rows stored per day, for the days given (a day without rows is absent)."""
@@ -184,6 +211,8 @@ class PaymentHistory:
         assert isinstance(self.warehouse, PostgresWarehouse)
         with self.warehouse._connect() as con, con.cursor() as cur:
             cur.execute(sql.SQL("SET LOCAL work_mem = {}").format(sql.Literal(WORK_MEM)))
+            for setting in JIT_OFF:
+                cur.execute(sql.SQL("SET LOCAL {} = -1").format(sql.Identifier(setting)))
             with cur.copy(statement) as copy:
                 for block in copy:
                     buffer.write(block)

@@ -26,7 +26,6 @@ from dagster import (
 from pydantic import Field
 
 from fintrack_assets.core.display import percent, rate
-from fintrack_assets.core.fraud_features import history_plan
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
 from fintrack_assets.core.progress import Meter
@@ -58,8 +57,10 @@ FAILURES = "fraud_prediction_failures"
 FINGERPRINT = "landing_fingerprint"
 """The metadata key under which each payment_transactions partition records the fingerprint of
 the files it read (landing_fingerprint)."""
-SHARD_ROWS = 4_000_000
-"""fraud_predictions' default shard size: ~1.2 GB peak at 1M payments a day (benchmarks/)."""
+SHARD_ROWS = 500_000
+"""fraud_predictions' default shard size, in payments of the day: featuring and scoring hold
+~1.7 KB per payment of the shard (measured 2026-12-07: 2.5M a shard peaked at 5.6 GB;
+docs/decisions.md, "Payments at volume")."""
 WRITE_ROWS = 250_000
 """payment_transactions' default write batch."""
 FAILURE_COLUMNS: dict[str, pl.DataType] = {
@@ -311,9 +312,9 @@ class FraudConfig(Config):
     )
     shard_rows: int = Field(
         default=SHARD_ROWS,
-        description="Rows (the day's plus its boundary days') featured and scored at a time: "
-        "a day is split into account shards of about this size, so memory stays flat "
-        "whatever the day's volume.",
+        description="Payments of the day featured and scored at a time (with their "
+        "accounts' boundary-day rows): a day is split into account shards of about this "
+        "size, so memory stays flat whatever the day's volume.",
     )
 
 
@@ -367,7 +368,7 @@ def fraud_predictions(
     failed: list[pl.DataFrame] = []
     counts: dict[dt.date, int] = {}
     flagged: dict[dt.date, int] = {}
-    timings = dict.fromkeys(("read_seconds", "scoring_seconds"), 0.0)
+    timings = dict.fromkeys(("history_read_seconds", "read_seconds", "scoring_seconds"), 0.0)
     failed_batches = shards_run = 0
     preview: list[pl.DataFrame] = []
     versions: set[str] = set()
@@ -375,13 +376,15 @@ def fraud_predictions(
     def scored() -> Iterator[pl.DataFrame]:
         nonlocal failed_batches, shards_run
         for day in _days(start, end):
-            plan = history_plan(day, config.history_days)
-            sizes = history.day_counts([day, *plan.raw_days])
-            shards = max(1, -(-sum(sizes.values()) // max(1, config.shard_rows)))
+            size = history.day_counts([day]).get(day, 0)
+            shards = max(1, -(-size // max(1, config.shard_rows)))
             counts[day] = flagged[day] = 0
+            begun = time.perf_counter()
+            behind = history.look_back(day, config.history_days)
+            timings["history_read_seconds"] += time.perf_counter() - begun
             for k in range(shards):
                 begun = time.perf_counter()
-                today, features = history.features(day, config.history_days, (k, shards))
+                today, features = history.features(day, config.history_days, (k, shards), behind)
                 featured = time.perf_counter()
                 result = fraud_scorer.score(features, context.log)
                 timings["read_seconds"] += featured - begun
@@ -417,8 +420,9 @@ def fraud_predictions(
     total_flagged = sum(flagged.values())
     context.log.info(
         f"{processed:,} transactions in {shards_run} shard(s): {total_flagged:,} flagged, "
-        f"{failures.height:,} not scored ({failed_batches} failed batches); reads and "
-        f"features {timings['read_seconds']:.2f} s, scoring {timings['scoring_seconds']:.2f} s"
+        f"{failures.height:,} not scored ({failed_batches} failed batches); look-back totals "
+        f"{timings['history_read_seconds']:.2f} s, reads and features "
+        f"{timings['read_seconds']:.2f} s, scoring {timings['scoring_seconds']:.2f} s"
     )
     yield from companion(context, Output(failures, output_name=FAILURES))
     if not selected:
