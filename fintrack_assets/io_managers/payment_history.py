@@ -28,6 +28,7 @@ from fintrack_assets.core.fraud_features import (
     summarised_features,
 )
 from fintrack_assets.core.payments import PAYMENT_SCHEMA
+from fintrack_assets.io_managers.context import NotMaterialised
 from fintrack_assets.io_managers.warehouse import (
     SCHEMA,
     DuckDBWarehouse,
@@ -158,11 +159,17 @@ class PaymentHistory:
         """`query`'s rows as `schema`. In the query, {t} is the table, {ts_us} `ts` in epoch
         microseconds, {shard} / {shard_h} the shard's condition (on the bare / `h.` account),
         every other {name} a value of `params`."""
-        with _materialised(self.table):
-            if isinstance(self.warehouse, DuckDBWarehouse):
-                frame = self._duckdb(query, params, shard)
-            else:
-                frame = self._postgres(query, schema, params, shard)
+        # A missing table is named with the calendar day the read is for (the params' last
+        # date), so the sentence points at the partition to materialise.
+        dates = [v for v in params.values() if isinstance(v, dt.date)]
+        try:
+            with _materialised(self.table):
+                if isinstance(self.warehouse, DuckDBWarehouse):
+                    frame = self._duckdb(query, params, shard)
+                else:
+                    frame = self._postgres(query, schema, params, shard)
+        except NotMaterialised:
+            raise NotMaterialised(self.table, max(dates).isoformat() if dates else None) from None
         return frame.select(pl.col(c).cast(t) for c, t in schema.items())
 
     def _duckdb(self, query: str, params: Mapping[str, object], shard: Shard) -> pl.DataFrame:
