@@ -72,7 +72,14 @@ def contract_check(
     model: type[DataFrameModel], frame: pl.DataFrame, asset_key: str, check_name: str = "contract"
 ) -> AssetCheckResult:
     """The asset check that `frame` satisfies its pandera contract, failures in metadata."""
-    failures = contract_failures(model, frame)
+    return contract_outcome(asset_key, contract_failures(model, frame), check_name)
+
+
+def contract_outcome(
+    asset_key: str, failures: str | None, check_name: str = "contract"
+) -> AssetCheckResult:
+    """The contract check from pandera's report (`contract_failures`), None when it held: for
+    an output checked batch by batch as it was written."""
     return AssetCheckResult(
         check_name=check_name,
         asset_key=asset_key,
@@ -207,6 +214,7 @@ def add_partition_metadata(
     run: Mapping[str, Any] | None = None,
     partitions: Mapping[str, Mapping[str, Any]] | None = None,
     last: Mapping[str, Any] | None = None,
+    daily_counts: Mapping[dt.date, int] | None = None,
 ) -> None:
     """Each partition of a (range) run shows its own figures: its row count (counted in its
     time window, `partition_row_counts`) and `partitions` (by key). The run's figures go on the
@@ -218,16 +226,23 @@ def add_partition_metadata(
     proportion to the partitions given metadata before it (it copies what it has gathered and
     lists the run's partition keys again). So the most common row count goes in one call for
     every partition of the run, and a partition gets its own call only when its figures differ:
-    each partition's materialisation carries the same metadata as with a call per partition."""
+    each partition's materialisation carries the same metadata as with a call per partition.
+
+    `daily_counts`: the rows per day of an output written as a stream, `frame` then being a
+    sample of it (the schema and the preview); for partitions keyed by day."""
     keys = context.partition_keys
-    counts = partition_row_counts(context, frame, date_column)
+    rows = frame.height if daily_counts is None else sum(daily_counts.values())
+    if daily_counts is None:
+        counts = partition_row_counts(context, frame, date_column)
+    else:
+        counts = {key: daily_counts.get(dt.date.fromisoformat(key), 0) for key in keys}
     common = Counter(counts.values()).most_common(1)[0][0]
     context.add_asset_metadata({"dagster/row_count": common}, asset_key=asset_key)
     for key in keys[:-1]:
         own = {"dagster/row_count": counts[key], **(partitions or {}).get(key, {})}
         if own != {"dagster/row_count": common}:
             context.add_asset_metadata(own, asset_key=asset_key, partition_key=key)
-    run_figures = {"partitions": len(keys), "rows": frame.height, **(run or {})}
+    run_figures = {"partitions": len(keys), "rows": rows, **(run or {})}
     context.add_asset_metadata(
         {
             "dagster/row_count": counts[keys[-1]],

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from fintrack_assets_tests.child_server import STATS_PATH, ChildServer
+from fintrack_assets_tests.child_server import STATS_PATH, ChildServer, serve_until_terminated
 
 WEIGHTS: dict[str, float] = {
     "log_amount": 0.45,
@@ -278,8 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     stub = FraudApiStub(latency=args.latency, port=args.port)
-    print(f"listening on {stub.url}", flush=True)
-    stub._server.serve_forever()
+    serve_until_terminated(stub._server, stub.url)
 
 
 if __name__ == "__main__":

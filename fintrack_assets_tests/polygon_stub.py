@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 
 from fintrack_assets.core.calendar import sessions_between
-from fintrack_assets_tests.child_server import STATS_PATH, ChildServer
+from fintrack_assets_tests.child_server import STATS_PATH, ChildServer, serve_until_terminated
 
 DATA = Path(__file__).resolve().parent / "data" / "polygon"
 RESET_PATH = "/__stub/reset"
@@ -360,8 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     tickers = [t for t in args.tickers.split(",") if t]
     server = StubServer(_router(args.router, tickers), latency=args.latency, port=args.port)
-    print(f"listening on {server.url}", flush=True)
-    server._server.serve_forever()
+    serve_until_terminated(server._server, server.url)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -90,6 +90,15 @@ class MergeRows:
 
     frame: pl.DataFrame
     keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FrameStream:
+    """An output written as its frames come (`frames` of `schema`), never held whole: the
+    window is replaced atomically once the last frame is in (`replace_window_stream`)."""
+
+    frames: Iterable[pl.DataFrame]
+    schema: Mapping[str, pl.DataType]
 
 
 class NotMaterialised(Failure):
@@ -207,13 +216,36 @@ class TableIOManager(ConfigurableIOManager):
         metadata."""
         raise NotImplementedError(f"{type(self).__name__} does not merge")
 
+    def store_stream(
+        self, key: AssetKey, stream: FrameStream, column: str, window: Window
+    ) -> dict[str, Any]:
+        """`store` of a partitioned window from a FrameStream; returns the output metadata."""
+        raise NotImplementedError(f"{type(self).__name__} does not write streams")
+
     def write(
-        self, key: AssetKey, frame: pl.DataFrame | MergeRows, column: str, window: Window | None
+        self,
+        key: AssetKey,
+        frame: pl.DataFrame | MergeRows | FrameStream,
+        column: str,
+        window: Window | None,
     ) -> dict[str, Any]:
         """`store`, after refusing a frame that holds an inf or a NaN: no table ever gets one,
         whichever asset computed it (the contracts judge after the write; this is before)."""
         started = time.perf_counter()
-        if isinstance(frame, MergeRows):
+        if isinstance(frame, FrameStream):
+            if window is None:
+                raise ValueError(f"{key.to_user_string()}: a stream writes a partition window")
+
+            def finite(frames: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+                for each in frames:
+                    refuse_non_finite(key, each)
+                    yield each
+
+            with credentials_checked():
+                metadata = self.store_stream(
+                    key, FrameStream(finite(frame.frames), frame.schema), column, window
+                )
+        elif isinstance(frame, MergeRows):
             refuse_non_finite(key, frame.frame)
             with credentials_checked():
                 metadata = self.merge(key, frame, column, window)

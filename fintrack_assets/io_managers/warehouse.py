@@ -12,12 +12,14 @@ import datetime as dt
 import hashlib
 import io
 import os
+import queue
 import re
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +36,13 @@ from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from fintrack_assets.core.calendar import require_within_window
-from fintrack_assets.io_managers.context import NotMaterialised, Rows, TableIOManager, Window
+from fintrack_assets.io_managers.context import (
+    FrameStream,
+    NotMaterialised,
+    Rows,
+    TableIOManager,
+    Window,
+)
 from fintrack_assets.settings import redact_url
 
 SCHEMA = "fintrack"
@@ -118,10 +126,26 @@ class Warehouse(ABC):
 
     backend: str
 
-    @abstractmethod
     def replace_window(
         self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
-    ) -> None: ...
+    ) -> None:
+        """Replaces the rows with start <= `column` < end by `frame`, atomically."""
+        self.replace_window_stream(table, [frame], column, start, end, frame.schema)
+
+    @abstractmethod
+    def replace_window_stream(
+        self,
+        table: str,
+        frames: Iterable[pl.DataFrame],
+        column: str,
+        start: dt.date,
+        end: dt.date,
+        schema: Mapping[str, pl.DataType],
+    ) -> None:
+        """`replace_window` with the new rows as a stream of frames of `schema`, each written
+        as it comes: memory holds a few of them, never the window. Atomic all the same:
+        readers see the old window until the last frame is in, and a stream that fails (or a
+        process killed) part-way leaves the old window as it was."""
 
     @abstractmethod
     def replace_table(self, table: str, frame: pl.DataFrame) -> None: ...
@@ -265,19 +289,26 @@ class DuckDBWarehouse(Warehouse):
         columns = ", ".join(_q(c) for c in frame.columns)
         con.execute(f"INSERT INTO {name} ({columns}) SELECT {columns} FROM arrow_frame")
 
-    def replace_window(
-        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    def replace_window_stream(
+        self,
+        table: str,
+        frames: Iterable[pl.DataFrame],
+        column: str,
+        start: dt.date,
+        end: dt.date,
+        schema: Mapping[str, pl.DataType],
     ) -> None:
-        require_within_window(frame, column, start, end, f"{SCHEMA}.{table}")
         with self._connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
-                name = self._prepare(con, table, frame)
+                name = self._prepare(con, table, pl.DataFrame(schema=schema))
                 con.execute(
                     f"DELETE FROM {name} WHERE {_q(column)} >= ? AND {_q(column)} < ?",
                     [start, end],
                 )
-                self._insert(con, name, frame)
+                for frame in frames:
+                    require_within_window(frame, column, start, end, f"{SCHEMA}.{table}")
+                    self._insert(con, name, frame)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -415,17 +446,28 @@ class PostgresWarehouse(Warehouse):
         ).fetchone()
         return row is not None and row[0] == "p"
 
-    def replace_window(
-        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+    def replace_window_stream(
+        self,
+        table: str,
+        frames: Iterable[pl.DataFrame],
+        column: str,
+        start: dt.date,
+        end: dt.date,
+        schema: Mapping[str, pl.DataType],
     ) -> None:
         where = f"{SCHEMA}.{table}"
-        require_within_window(frame, column, start, end, where)
-        if frame.schema[column] != pl.Date:
+        if schema[column] != pl.Date:
             raise TypeError(
-                f"partition column {column!r} of {where} must be a date, not {frame.schema[column]}"
+                f"partition column {column!r} of {where} must be a date, not {schema[column]}"
             )
+
+        def checked() -> Iterator[pl.DataFrame]:
+            for frame in frames:
+                require_within_window(frame, column, start, end, where)
+                yield frame
+
         with self._connect() as con:
-            self._prepare(con, table, frame, partition_column=column)
+            self._prepare(con, table, pl.DataFrame(schema=schema), partition_column=column)
             partitioned = self._is_partitioned(con, table)
             if not partitioned:
                 # A table created unpartitioned (an asset that gained partitions later): the
@@ -436,41 +478,52 @@ class PostgresWarehouse(Warehouse):
                     ),
                     (start, end),
                 )
-                self._copy(con, self._table(table), frame)
+                for frame in checked():
+                    self._copy(con, self._table(table), frame)
         if partitioned:
-            self._swap_window(table, frame, column, start, end)
+            self._swap_window(table, checked(), column, start, end)
 
     def _swap_window(
-        self, table: str, frame: pl.DataFrame, column: str, start: dt.date, end: dt.date
+        self, table: str, frames: Iterable[pl.DataFrame], column: str, start: dt.date, end: dt.date
     ) -> None:
-        days = frame[column].unique().sort().to_list()
         token = secrets.token_hex(4)
         loads: dict[dt.date, str] = {}
         try:
             # The lease: open until the swap is done, its backend pid names the load tables.
             with self._connect(autocommit=True) as lease:
                 owner = lease.info.backend_pid
-                loads.update({day: f"{LOAD_PREFIX}{owner}_{token}_{day:%Y%m%d}" for day in days})
                 lease.execute(
                     sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                         sql.Identifier(PARTITION_SCHEMA)
                     )
                 )
                 self._drop_dead_loads(lease)
-                for day, load in loads.items():
-                    lease.execute(
-                        self._day_sql(
-                            "CREATE TABLE {load} (LIKE {parent});"
-                            "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
-                            "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})",
-                            table,
-                            load,
-                            day,
-                            col=sql.Identifier(column),
-                            check=sql.Identifier(f"{load}_day"),
+
+                def load_of(day: dt.date) -> str:
+                    if day not in loads:
+                        load = f"{LOAD_PREFIX}{owner}_{token}_{day:%Y%m%d}"
+                        lease.execute(
+                            self._day_sql(
+                                "CREATE TABLE {load} (LIKE {parent});"
+                                "ALTER TABLE {load} ALTER COLUMN {col} SET NOT NULL, "
+                                "ADD CONSTRAINT {check} CHECK ({col} >= {lo} AND {col} < {hi})",
+                                table,
+                                load,
+                                day,
+                                col=sql.Identifier(column),
+                                check=sql.Identifier(f"{load}_day"),
+                            )
                         )
-                    )
-                self._copy_parallel(frame, column, loads)
+                        loads[day] = load
+                    return loads[day]
+
+                self._copy_parallel(frames, column, load_of)
+                # Statistics before the day is visible: a fresh table has none, and without
+                # them the planner takes a day of a million rows for a few and picks nested
+                # loops (the fraud features' pairs join ran for minutes). Autovacuum may be
+                # off, and is late after a bulk load anyway. ANALYZE samples ~30,000 rows.
+                for load in loads.values():
+                    lease.execute(sql.SQL("ANALYZE {}").format(self._table(load, PARTITION_SCHEMA)))
                 with self._connect() as con:
                     con.execute(
                         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(self._table(table))
@@ -513,33 +566,48 @@ class PostgresWarehouse(Warehouse):
             **names,
         )
 
-    def _copy_parallel(self, frame: pl.DataFrame, column: str, loads: dict[dt.date, str]) -> None:
-        """COPYs each day's rows into its load table, in slices spread over the writers."""
-        slices: list[tuple[str, pl.DataFrame]] = []
-        per_slice = max(self.min_slice_rows, -(-frame.height // self.writers))
-        for (day,), rows in frame.partition_by(column, as_dict=True, maintain_order=True).items():
-            for offset in range(0, rows.height, per_slice):
-                slices.append((loads[day], rows.slice(offset, per_slice)))
-        slices.sort(key=lambda item: -item[1].height)
-        queue = iter(slices)
+    def _copy_parallel(
+        self, frames: Iterable[pl.DataFrame], column: str, load_of: Callable[[dt.date], str]
+    ) -> None:
+        """COPYs each day's rows into its load table (`load_of(day)`, called on this thread),
+        in slices of at least min_slice_rows spread over the writers' connections as the
+        frames come; at most `writers` slices wait or load at once, so memory holds those and
+        the frame being sliced."""
+        idle: queue.SimpleQueue[psycopg.Connection] = queue.SimpleQueue()
+        opened: list[psycopg.Connection] = []
         lock = threading.Lock()
 
-        def writer() -> None:
-            with self._connect() as con:
-                while True:
-                    with lock:
-                        item = next(queue, None)
-                    if item is None:
-                        return
-                    load, rows = item
-                    self._copy(con, self._table(load, PARTITION_SCHEMA), rows)
+        def copy(load: str, rows: pl.DataFrame) -> None:
+            try:
+                con = idle.get_nowait()
+            except queue.Empty:
+                con = self._connect()
+                with lock:
+                    opened.append(con)
+            try:
+                self._copy(con, self._table(load, PARTITION_SCHEMA), rows)
+                con.commit()
+            finally:
+                idle.put(con)
 
-        workers = min(self.writers, len(slices))
-        if workers == 0:
-            return
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for future in [pool.submit(writer) for _ in range(workers)]:
-                future.result()
+        try:
+            with ThreadPoolExecutor(max_workers=self.writers) as pool:
+                pending: deque[Future[None]] = deque()
+                for frame in frames:
+                    per_slice = max(self.min_slice_rows, -(-frame.height // self.writers))
+                    parts = frame.partition_by(column, as_dict=True, maintain_order=True)
+                    for (day,), rows in parts.items():
+                        load = load_of(day)
+                        for offset in range(0, rows.height, per_slice):
+                            while len(pending) >= self.writers:
+                                pending.popleft().result()
+                            pending.append(pool.submit(copy, load, rows.slice(offset, per_slice)))
+                    del parts
+                while pending:
+                    pending.popleft().result()
+        finally:
+            for con in opened:
+                con.close()
 
     def _day_partitions(
         self, con: psycopg.Connection, table: str
@@ -668,6 +736,14 @@ class WarehouseIOManager(TableIOManager):
             self.warehouse.replace_table(_table_name(key), frame)
         else:
             self.warehouse.replace_window(_table_name(key), frame, column, *window)
+        return {"warehouse_table": self.location(key), "warehouse": redact_url(self.url)}
+
+    def store_stream(
+        self, key: AssetKey, stream: FrameStream, column: str, window: Window
+    ) -> dict[str, Any]:
+        self.warehouse.replace_window_stream(
+            _table_name(key), stream.frames, column, *window, stream.schema
+        )
         return {"warehouse_table": self.location(key), "warehouse": redact_url(self.url)}
 
     def read(self, key: AssetKey, rows: Rows) -> pl.DataFrame:

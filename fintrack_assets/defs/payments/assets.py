@@ -4,7 +4,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator
 from hashlib import sha256
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 from dagster import (
@@ -18,6 +18,7 @@ from dagster import (
     BackfillPolicy,
     Config,
     MetadataValue,
+    Nothing,
     Output,
     ResourceParam,
     multi_asset,
@@ -25,17 +26,17 @@ from dagster import (
 from pydantic import Field
 
 from fintrack_assets.core.display import percent, rate
-from fintrack_assets.core.fraud_features import payment_features
 from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
 from fintrack_assets.core.progress import Meter
-from fintrack_assets.io_managers.context import NotMaterialised, Rows
+from fintrack_assets.io_managers.context import FrameStream, TableIOManager
 from fintrack_assets.io_managers.lake import LakeIOManager
+from fintrack_assets.io_managers.payment_history import PaymentHistory
 from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
     add_partition_metadata,
-    contract_check,
+    contract_outcome,
     contract_spec,
     reason_metadata,
     reject_share_check,
@@ -44,8 +45,9 @@ from fintrack_assets.metadata import (
 )
 from fintrack_assets.partitions import calendar_days, window_dates
 from fintrack_assets.resources.fraud_scorers import FraudScorer
+from fintrack_assets.resources.fraud_scoring import PREDICTION_SCHEMA
 from fintrack_assets.resources.landing import LandingFile, LandingZone
-from fintrack_assets.schemas import PaymentTransaction
+from fintrack_assets.schemas import PaymentTransaction, contract_failures
 from fintrack_assets.subsets import companion, companion_outs, is_selected
 
 PAYMENTS = "payment_transactions"
@@ -55,8 +57,19 @@ FAILURES = "fraud_prediction_failures"
 FINGERPRINT = "landing_fingerprint"
 """The metadata key under which each payment_transactions partition records the fingerprint of
 the files it read (landing_fingerprint)."""
-HISTORY_COLUMNS = ["account_id", "ts", "amount", "merchant"]
-"""What the features look back on."""
+SHARD_ROWS = 500_000
+"""fraud_predictions' default shard size, in payments of the day: featuring and scoring hold
+~1.7 KB per payment of the shard (measured 2026-12-07: 2.5M a shard peaked at 5.6 GB;
+docs/decisions.md, "Payments at volume")."""
+WRITE_ROWS = 250_000
+"""payment_transactions' default write batch."""
+FAILURE_COLUMNS: dict[str, pl.DataType] = {
+    "transaction_id": pl.String(),
+    "date": pl.Date(),
+    "batch": pl.Int64(),
+    "error": pl.String(),
+    "attempts": pl.Int64(),
+}
 PAYMENTS_KEY = AssetKey(PAYMENTS)
 
 
@@ -101,6 +114,11 @@ class PaymentsConfig(Config):
         description="Rows of a landing file parsed at a time: memory stays flat whatever "
         "the file's size.",
     )
+    write_rows: int = Field(
+        default=WRITE_ROWS,
+        description="Valid rows checked against the contract and written to the warehouse "
+        "at a time (the window is replaced atomically when the last batch is in).",
+    )
     max_reject_share: float = share_threshold(
         0.01, "The reject_share check warns above this share of rows refused"
     )
@@ -123,76 +141,112 @@ class PaymentsConfig(Config):
 )
 def payment_transactions(
     context: AssetExecutionContext, config: PaymentsConfig, lake: ResourceParam[LakeIOManager]
-) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-    """Streams each day's files in chunks; a bad row is a reject, a file that cannot be read
-    is one reject naming it, and the other files go on. Each day records the fingerprint of
-    the files it read, which payment_files_sensor compares before requesting the day again."""
+) -> Iterator[Output[pl.DataFrame | None] | AssetCheckResult]:
+    """Streams each day's files in chunks straight into the warehouse, `write_rows` at a
+    time, each batch checked against the contract as it goes: memory holds a batch, never
+    the day. The window is replaced atomically once the last batch is in. A bad row is a
+    reject, a file that cannot be read is one reject naming it, and the other files go on.
+    Each day records the fingerprint of the files it read, which payment_files_sensor
+    compares before requesting the day again."""
     started = time.perf_counter()
     start, end = window_dates(context.partition_time_window)
     zone = landing_zone(lake)
-    valid: list[pl.DataFrame] = []
     rejected: list[pl.DataFrame] = []
     files_read = 0
     per_day: dict[str, dict[str, object]] = {}
     days = _days(start, end)
-    progress = Meter(len(days))
-    for day in days:
-        seen: set[str] = set()
-        day_good = day_bad = 0
-        files = zone.list_files(PAYMENTS, day)
-        per_day[day.isoformat()] = {
-            "files": len(files),
-            FINGERPRINT: MetadataValue.text(landing_fingerprint(zone, files)),
-        }
-        for file in files:
-            source = _source(zone, file)
-            good = bad = 0
-            try:
-                with zone.open(file) as stream:
-                    for rows, rejects in read_payments(
-                        stream, source, day, config.chunk_rows, seen
-                    ):
-                        valid.append(rows.with_columns(pl.lit(day).alias("date")))
-                        rejected.append(rejects.with_columns(pl.lit(day).alias("date")))
-                        good, bad = good + rows.height, bad + rejects.height
-            except OSError as error:
-                context.log.error(f"{source}: unreadable, skipped: {error}")
-                rejected.append(
-                    pl.DataFrame(
-                        [{"file": source, "reason": "unreadable_file", "raw": str(error)[:200]}],
-                        schema={c: REJECT_SCHEMA[c] for c in ("file", "reason", "raw")},
-                    ).with_columns(pl.lit(day).alias("date"))
-                )
-            files_read += 1
-            day_good, day_bad = day_good + good, day_bad + bad
-            context.log.info(f"{source}: {good:,} valid, {bad:,} rejected")
-        progress.advance()
-        read = (
-            f"{len(files)} file(s), {day_good:,} valid, {day_bad:,} rejected"
-            if files
-            else f"no files under {zone.folder(PAYMENTS)}/date={day}/"
+    counts: dict[dt.date, int] = {}
+    failures: list[str] = []
+    preview: list[pl.DataFrame] = []
+    schema = {**PAYMENT_SCHEMA, "date": pl.Date()}
+
+    def chunks() -> Iterator[pl.DataFrame]:
+        nonlocal files_read
+        progress = Meter(len(days))
+        for day in days:
+            seen: set[str] = set()
+            day_good = day_bad = 0
+            files = zone.list_files(PAYMENTS, day)
+            per_day[day.isoformat()] = {
+                "files": len(files),
+                FINGERPRINT: MetadataValue.text(landing_fingerprint(zone, files)),
+            }
+            for file in files:
+                source = _source(zone, file)
+                good = bad = 0
+                try:
+                    with zone.open(file) as stream:
+                        for rows, rejects in read_payments(
+                            stream, source, day, config.chunk_rows, seen
+                        ):
+                            yield rows.with_columns(pl.lit(day).alias("date"))
+                            rejected.append(rejects.with_columns(pl.lit(day).alias("date")))
+                            good, bad = good + rows.height, bad + rejects.height
+                except OSError as error:
+                    context.log.error(f"{source}: unreadable, skipped: {error}")
+                    rejected.append(
+                        pl.DataFrame(
+                            [
+                                {
+                                    "file": source,
+                                    "reason": "unreadable_file",
+                                    "raw": str(error)[:200],
+                                }
+                            ],
+                            schema={c: REJECT_SCHEMA[c] for c in ("file", "reason", "raw")},
+                        ).with_columns(pl.lit(day).alias("date"))
+                    )
+                files_read += 1
+                day_good, day_bad = day_good + good, day_bad + bad
+                context.log.info(f"{source}: {good:,} valid, {bad:,} rejected")
+            counts[day] = day_good
+            progress.advance()
+            read = (
+                f"{len(files)} file(s), {day_good:,} valid, {day_bad:,} rejected"
+                if files
+                else f"no files under {zone.folder(PAYMENTS)}/date={day}/"
+            )
+            context.log.info(progress.line("day", f"{day}: {read}"))
+
+    def batches() -> Iterator[pl.DataFrame]:
+        """The chunks in batches of write_rows, each checked against the contract."""
+        for batch in _batched(chunks(), schema, config.write_rows):
+            failed = contract_failures(PaymentTransaction, batch)
+            if failed is not None:
+                failures.append(failed)
+            if not preview:
+                preview.append(batch.head(10))
+            yield batch
+
+    selected = is_selected(context, PAYMENTS)
+    if selected:
+        written = landing_store(context).write(
+            PAYMENTS_KEY, FrameStream(batches(), schema), "date", (start, end)
         )
-        context.log.info(progress.line("day", f"{day}: {read}"))
-    payments = _concat(valid, {**PAYMENT_SCHEMA, "date": pl.Date()})
+    else:
+        written = {}
+        for _ in batches():
+            pass
     rejects = _concat(rejected, {**REJECT_SCHEMA, "date": pl.Date()})
     seconds = time.perf_counter() - started
-    counts = payment_reject_counts(rejects)
-    total = payments.height + rejects.height
+    valid = sum(counts.values())
+    reason_counts = payment_reject_counts(rejects)
+    total = valid + rejects.height
     context.log.info(
-        f"{files_read} file(s) over {len(days)} day(s): {payments.height:,} "
+        f"{files_read} file(s) over {len(days)} day(s): {valid:,} "
         f"valid, {rejects.height:,} rejected in {seconds:.2f} s"
     )
     yield from companion(
         context,
         Output(rejects, output_name=REJECTS),
-        run=reason_metadata(counts),
+        run=reason_metadata(reason_counts),
     )
-    if not is_selected(context, PAYMENTS):
+    if not selected:
         return
     add_partition_metadata(
         context,
         PAYMENTS,
-        payments,
+        preview[0] if preview else pl.DataFrame(schema=schema),
         "date",
         run={
             "files": files_read,
@@ -201,18 +255,41 @@ def payment_transactions(
             "throughput": rate(total, seconds),
         },
         partitions=per_day,
+        daily_counts=counts,
     )
-    yield Output(payments, output_name=PAYMENTS)
+    yield Output(None, output_name=PAYMENTS, metadata=written)
     yield reject_share_check(
         PAYMENTS,
         rejects.height,
         total,
         threshold=config.max_reject_share,
         severity=AssetCheckSeverity.WARN,
-        counts=counts,
+        counts=reason_counts,
         metadata={"rows": total},
     )
-    yield contract_check(PaymentTransaction, payments, PAYMENTS)
+    yield contract_outcome(PAYMENTS, failures[0] if failures else None)
+
+
+def landing_store(context: AssetExecutionContext) -> TableIOManager:
+    """The warehouse IO manager, which the payment assets write their streams through."""
+    return cast(TableIOManager, context.resources.warehouse)
+
+
+def _batched(
+    chunks: Iterator[pl.DataFrame], schema: dict[str, pl.DataType], rows: int
+) -> Iterator[pl.DataFrame]:
+    """The chunks regrouped into frames of about `rows` rows (the last one smaller)."""
+    held: list[pl.DataFrame] = []
+    size = 0
+    for chunk in chunks:
+        if chunk.height:
+            held.append(chunk)
+            size += chunk.height
+        if size >= rows:
+            yield pl.concat(held).select(pl.col(c).cast(t) for c, t in schema.items())
+            held, size = [], 0
+    if held:
+        yield pl.concat(held).select(pl.col(c).cast(t) for c, t in schema.items())
 
 
 def _concat(frames: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -232,6 +309,12 @@ class FraudConfig(Config):
         default=30,
         description="Days of earlier transactions the features look back over (amount "
         "z-score, velocity, first time at a merchant).",
+    )
+    shard_rows: int = Field(
+        default=SHARD_ROWS,
+        description="Payments of the day featured and scored at a time (with their "
+        "accounts' boundary-day rows): a day is split into account shards of about this "
+        "size, so memory stays flat whatever the day's volume.",
     )
 
 
@@ -253,7 +336,8 @@ class FraudConfig(Config):
             "batch, error and attempts: scored again by the next run of their day.",
         ),
     },
-    ins={PAYMENTS: AssetIn(), REJECTS: AssetIn()},
+    # The day's payments are read from the warehouse shard by shard, not loaded as an input.
+    ins={PAYMENTS: AssetIn(dagster_type=Nothing), REJECTS: AssetIn()},
     **_DAILY_FRAUD_ASSET,
     check_specs=[
         AssetCheckSpec(
@@ -266,80 +350,115 @@ class FraudConfig(Config):
 def fraud_predictions(
     context: AssetExecutionContext,
     config: FraudConfig,
-    payment_transactions: pl.DataFrame,
     payment_transaction_rejects: pl.DataFrame,
     fraud_scorer: FraudScorer,
     upstream_reader: UpstreamReader,
-) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
+) -> Iterator[Output[pl.DataFrame | None] | AssetCheckResult]:
     """Features from each account's earlier transactions only, then the configured scorer;
-    batches that fail after their retries are listed, and the rest of the run completes."""
+    batches that fail after their retries are listed, and the rest of the run completes.
+
+    Day by day, and each day in account shards: the day's stored payments of the shard, the
+    plan's boundary days row by row and the rest of the look-back as per-account totals
+    from the warehouse (PaymentHistory), scored and written as they come. A range is its
+    days one by one; a shard never changes a feature (features are per account)."""
     started = time.perf_counter()
-    start, _ = window_dates(context.partition_time_window)
-    look_back = (start - dt.timedelta(days=config.history_days), start)
-    history = _history(context, upstream_reader, look_back)
-    history_read = time.perf_counter()
-    features = payment_features(payment_transactions, history, config.history_days)
-    featured = time.perf_counter()
-    result = fraud_scorer.score(features, context.log)
-    scored = time.perf_counter()
-    days = payment_transactions.select("transaction_id", "date")
+    start, end = window_dates(context.partition_time_window)
+    history = PaymentHistory(upstream_reader.warehouse.warehouse)
     now = dt.datetime.now(dt.UTC)
-    predictions = (
-        result.predictions.join(days, on="transaction_id", how="left")
-        .with_columns(pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("scored_at"))
-        .select(
-            "transaction_id",
-            "date",
-            "fraud_score",
-            "is_fraud",
-            "model_version",
-            "reasons",
-            "scored_at",
+    failed: list[pl.DataFrame] = []
+    counts: dict[dt.date, int] = {}
+    flagged: dict[dt.date, int] = {}
+    timings = dict.fromkeys(("history_read_seconds", "read_seconds", "scoring_seconds"), 0.0)
+    failed_batches = shards_run = 0
+    preview: list[pl.DataFrame] = []
+    versions: set[str] = set()
+
+    def scored() -> Iterator[pl.DataFrame]:
+        nonlocal failed_batches, shards_run
+        for day in _days(start, end):
+            size = history.day_counts([day]).get(day, 0)
+            shards = max(1, -(-size // max(1, config.shard_rows)))
+            counts[day] = flagged[day] = 0
+            begun = time.perf_counter()
+            behind = history.look_back(day, config.history_days)
+            timings["history_read_seconds"] += time.perf_counter() - begun
+            for k in range(shards):
+                begun = time.perf_counter()
+                today, features = history.features(day, config.history_days, (k, shards), behind)
+                featured = time.perf_counter()
+                result = fraud_scorer.score(features, context.log)
+                timings["read_seconds"] += featured - begun
+                timings["scoring_seconds"] += time.perf_counter() - featured
+                failed_batches += result.stats.failed_batches
+                failed.append(
+                    result.failed_ids.with_columns(pl.lit(day).alias("date")).select(
+                        "transaction_id", "date", "batch", "error", "attempts"
+                    )
+                )
+                predictions = _prediction_rows(result.predictions, day, now)
+                counts[day] += today.height
+                flagged[day] += int(predictions["is_fraud"].sum() or 0)
+                versions.update(predictions["model_version"].drop_nulls().unique().to_list())
+                shards_run += 1
+                if not preview:
+                    preview.append(predictions.head(10))
+                yield predictions
+
+    schema = dict(_prediction_rows(pl.DataFrame(schema=PREDICTION_SCHEMA), start, now).schema)
+    selected = is_selected(context, PREDICTIONS)
+    if selected:
+        written = landing_store(context).write(
+            AssetKey(PREDICTIONS), FrameStream(scored(), schema), "date", (start, end)
         )
-    )
-    failures = result.failed_ids.join(days, on="transaction_id", how="left").select(
-        "transaction_id", "date", "batch", "error", "attempts"
-    )
+    else:
+        written = {}
+        for _ in scored():
+            pass
+    failures = pl.concat(failed) if failed else pl.DataFrame(schema=FAILURE_COLUMNS)
     seconds = time.perf_counter() - started
-    processed = payment_transactions.height
-    flagged = int(predictions["is_fraud"].sum() or 0)
+    processed = sum(counts.values())
+    total_flagged = sum(flagged.values())
     context.log.info(
-        f"{processed:,} transactions: {flagged:,} flagged, {failures.height:,} not scored "
-        f"({result.stats.failed_batches} failed batches); history {history.height:,} rows "
-        f"read in {history_read - started:.2f} s, features {featured - history_read:.2f} s, "
-        f"scoring {scored - featured:.2f} s"
+        f"{processed:,} transactions in {shards_run} shard(s): {total_flagged:,} flagged, "
+        f"{failures.height:,} not scored ({failed_batches} failed batches); look-back totals "
+        f"{timings['history_read_seconds']:.2f} s, reads and features "
+        f"{timings['read_seconds']:.2f} s, scoring {timings['scoring_seconds']:.2f} s"
     )
     yield from companion(context, Output(failures, output_name=FAILURES))
-    if not is_selected(context, PREDICTIONS):
+    if not selected:
         return
     add_partition_metadata(
         context,
         PREDICTIONS,
-        predictions,
+        preview[0] if preview else pl.DataFrame(schema=schema),
         "date",
         run={
             "processed": processed,
             "invalid": payment_transaction_rejects.height,
             "failed": failures.height,
-            "flagged": flagged,
-            "fraud_rate": percent(flagged / predictions.height if predictions.height else 0.0),
+            "flagged": total_flagged,
+            "fraud_rate": percent(total_flagged / processed if processed else 0.0),
             "throughput": rate(processed, seconds),
             "seconds": round(seconds, 3),
-            "history_read_seconds": round(history_read - started, 3),
-            "feature_seconds": round(featured - history_read, 3),
-            "scoring_seconds": round(scored - featured, 3),
-            "history_rows": history.height,
+            "shards": shards_run,
+            **{name: round(value, 3) for name, value in timings.items()},
         },
-        partitions=_daily_fraud(predictions),
+        partitions={
+            day.isoformat(): {
+                "flagged": flagged[day],
+                "fraud_rate": percent(flagged[day] / counts[day] if counts[day] else 0.0),
+            }
+            for day in counts
+        },
+        daily_counts=counts,
     )
     yield Output(
-        predictions,
+        None,
         output_name=PREDICTIONS,
         metadata={
+            **written,
             "scorer": fraud_scorer.kind,
-            "model_version": MetadataValue.text(
-                ", ".join(sorted(predictions["model_version"].unique().drop_nulls().to_list()))
-            ),
+            "model_version": MetadataValue.text(", ".join(sorted(versions))),
         },
     )
     errors = (
@@ -353,7 +472,7 @@ def fraud_predictions(
         passed=failures.is_empty(),
         severity=AssetCheckSeverity.ERROR,
         metadata={
-            "failed_batches": result.stats.failed_batches,
+            "failed_batches": failed_batches,
             "failed_transactions": failures.height,
             "errors": MetadataValue.md(
                 "\n".join(f"- {row[0]} ({row[1]})" for row in errors.iter_rows())
@@ -364,25 +483,17 @@ def fraud_predictions(
     )
 
 
-def _daily_fraud(predictions: pl.DataFrame) -> dict[str, dict[str, object]]:
-    """Each day's own flagged count and fraud rate."""
-    daily = predictions.group_by("date").agg(
-        pl.len().alias("scored"), pl.col("is_fraud").sum().alias("flagged")
+def _prediction_rows(predictions: pl.DataFrame, day: dt.date, now: dt.datetime) -> pl.DataFrame:
+    """The scorer's predictions as the table holds them: with their day and scored_at."""
+    return predictions.with_columns(
+        pl.lit(day).alias("date"),
+        pl.lit(now).cast(pl.Datetime("us", "UTC")).alias("scored_at"),
+    ).select(
+        "transaction_id",
+        "date",
+        "fraud_score",
+        "is_fraud",
+        "model_version",
+        "reasons",
+        "scored_at",
     )
-    return {
-        day.isoformat(): {"flagged": flagged, "fraud_rate": percent(flagged / scored)}
-        for day, scored, flagged in daily.iter_rows()
-    }
-
-
-def _history(
-    context: AssetExecutionContext, reader: UpstreamReader, window: tuple[dt.date, dt.date]
-) -> pl.DataFrame:
-    """Stored transactions of the [start, end) `window`: what the run's first day looks back
-    on. Later days of a range also look back on the range's own earlier days, passed with
-    them. The look-back is the run's config, so the upstream reader reads it, not a partition
-    mapping."""
-    try:
-        return reader.read(context, PAYMENTS_KEY, Rows(window=window, columns=HISTORY_COLUMNS))
-    except NotMaterialised:
-        return pl.DataFrame(schema={c: PAYMENT_SCHEMA[c] for c in HISTORY_COLUMNS})
