@@ -204,13 +204,12 @@ def build_silver_assets(intervals: tuple[int, ...] = INTERVALS) -> AssetsDefinit
 
 
 def monthly_figures(bars: pl.DataFrame) -> dict[str, dict[str, object]]:
-    """Each month's own bar count and newest bar_end, by partition key."""
+    """Each month's newest bar_end, by partition key: how far the month in progress goes."""
     months = bars.group_by(pl.col(BAR_END).dt.truncate("1mo").alias("month")).agg(
-        pl.len(), pl.col(BAR_END).max().alias("last")
+        pl.col(BAR_END).max().alias("last")
     )
     return {
-        month.isoformat(): {"dagster/row_count": count, "last_bar_end": last.isoformat()}
-        for month, count, last in months.iter_rows()
+        month.isoformat(): {"last_bar_end": last.isoformat()} for month, last in months.iter_rows()
     }
 
 
