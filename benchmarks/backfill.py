@@ -1,16 +1,20 @@
-"""Backfills judged by the wall clock: raw -> bronze (+ rejects) -> the six silver intervals.
+"""Backfills judged by the wall clock: raw -> bronze (+ rejects), then the six silver intervals.
 
-The path users take: `dagster asset materialize -m fintrack_assets --select <the nine
-assets> --partition-range <first>...<last>`, one command, a subprocess, on a fresh
+The path users take, two commands, since silver is on months and raw and bronze on sessions
+(one run carries one partitions definition): `dagster asset materialize -m fintrack_assets
+--select raw_ohlcv,bronze_ohlcv,bronze_ohlcv_rejects --partition-range <first>...<last>` over
+the sessions, then `--select <the six silver intervals> --partition-range <first month>...<last
+month>` over the months holding them; subprocesses, one after the other, on a fresh
 `DAGSTER_HOME` prepared by `prepare_home` as `fintrack home` prepares it (SQLite), or on one
 whose dagster.yaml is the deployment's storage (dagster-postgres) pointed at a throwaway
-database. The floor beside
-them: the same selection through `execute_in_process` on an ephemeral in-memory instance.
+database. The floor beside them: the same two runs through `execute_in_process` on an
+ephemeral in-memory instance.
 
 Every figure is read back from the instance's event log afterwards: where the wall went
 (start-up, planning, each step's spawn and run, the materialisation events inside it), the
-assets' own time (their timing metadata) and the event-log entry counts. Nothing here assumes
-how many materialisations silver emits per run; the counts come from the instance.
+assets' own time (their timing metadata) and the event-log entry counts, per run and summed
+over both. Nothing here assumes how many materialisations an asset emits per run; the counts
+come from the instance.
 
 Import this module only after `harness.configure_environment`.
 """
@@ -47,17 +51,20 @@ from benchmarks.common import (
 from benchmarks.market import QUIET, RunStats, backfill_sessions, market_defs, materialise_universe
 from benchmarks.postgres import DEFAULT_URL, throwaway_database
 from benchmarks.resume import ROOT, cli_env, materialize_command
-from fintrack_assets.core.silver import INTERVALS, buckets_ending_in
+from fintrack_assets.core.calendar import nyse_sessions
+from fintrack_assets.core.silver import INTERVALS
 from fintrack_assets.definitions import PLANNED_EVENTS_AS_SUBSETS
 from fintrack_assets.defs.ops.checks import FRESHNESS_CHECK
 from fintrack_assets.io_managers.lake import LakeTable
 from fintrack_assets.runs import summarise_run
 
+MARKET = ("raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects")
 SILVER = tuple(f"silver_ohlcv_{n}d" for n in INTERVALS)
-SELECTION = ("raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects", *SILVER)
-"""By key, as a user types them after `--select`."""
+SELECTION = (*MARKET, *SILVER)
+"""By key, as a user types them after `--select`: MARKET over sessions, then SILVER over
+months."""
 SYMBOLS, SESSIONS = 5_400, 2_000
-QUICK_SYMBOLS, QUICK_SESSIONS = 540, 60
+QUICK_SYMBOLS, QUICK_SESSIONS = 54, 60
 DEPLOY_YAML = ROOT / "deploy" / "dagster.yaml"
 KEPT_FROM_DEPLOY = ("storage", "telemetry")
 """The deployment's instance sections a one-off `dagster asset materialize` uses. The run
@@ -65,8 +72,12 @@ queue, run concurrency, retries and monitoring are the daemon's; the op pools ne
 concurrency slots `pools-init` sets (docs/deployment.md)."""
 CLI_TIMEOUT_SECONDS = 3_600
 TARGETS = {"sqlite": 180.0, "postgres": 120.0}
-QUICK_SKIPS = {"postgres": "a CLI run costs ~35-55 s of start-up, planning and step spawns"}
+QUICK_SKIPS = {"postgres": "two CLI start-ups (~3.5 s each) whatever the size"}
 """The CLI rows --quick leaves out: the SQLite row alone shows the path still works."""
+
+SHARED_TIMINGS = ("bronze_read_seconds", "bronze_sort_seconds")
+"""Figures a multi-asset records on each of its outputs for work done once for all of them
+(silver reads and sorts bronze once for the six intervals): counted once per step."""
 
 EVENT = DagsterEventType
 MATERIALISATION = EVENT.ASSET_MATERIALIZATION.value
@@ -124,16 +135,21 @@ class Timeline:
         return self.exited - self.launched
 
     @property
+    def startup(self) -> float:
+        """Launch to the run's first event: imports, the code location, the job."""
+        return self.first_event - self.launched
+
+    @property
+    def planning(self) -> float:
+        return self.run_start - self.first_event
+
+    @property
     def events(self) -> int:
         return sum(self.counts.values())
 
     @property
     def own_seconds(self) -> float:
         return sum(step.own_seconds for step in self.steps)
-
-    @property
-    def bookkeeping_share(self) -> float:
-        return 1.0 - self.own_seconds / self.wall
 
     def phases(self) -> str:
         between = sum(
@@ -143,10 +159,10 @@ class Timeline:
         last_step = self.steps[-1].success if self.steps else self.run_start
         parts = [
             f"start-up (launch to the run's first event: imports, code location, the job) "
-            f"{self.first_event - self.launched:.1f} s",
+            f"{self.startup:.1f} s",
             f"planning ({self.counts[PLANNED]:,} planned materialisation events, "
             f"{self.counts[CHECK_PLANNED]:,} planned check events = "
-            f"{self.planned_check_rows:,} check rows) {self.run_start - self.first_event:.1f} s",
+            f"{self.planned_check_rows:,} check rows) {self.planning:.1f} s",
             *(_step_phase(step) for step in self.steps),
             f"between steps {between:.1f} s",
             f"last step to run end {self.run_end - last_step:.1f} s",
@@ -154,20 +170,55 @@ class Timeline:
         ]
         return "; ".join(parts)
 
+
+@dataclass
+class Backfill:
+    """The runs of one backfill, one after the other (a run per partitions definition): the
+    wall from the first launch to the last exit, the rest summed over the runs."""
+
+    runs: list[Timeline]
+
+    @property
+    def wall(self) -> float:
+        return self.runs[-1].exited - self.runs[0].launched
+
+    @property
+    def own_seconds(self) -> float:
+        return sum(run.own_seconds for run in self.runs)
+
+    @property
+    def bookkeeping_share(self) -> float:
+        return 1.0 - self.own_seconds / self.wall
+
+    @property
+    def counts(self) -> Counter[str]:
+        return sum((run.counts for run in self.runs), Counter())
+
+    @property
+    def events(self) -> int:
+        return sum(run.events for run in self.runs)
+
     def totals(self) -> str:
-        """The phases summed over the steps: what the lead cuts."""
-        steps = self.steps
+        """The phases summed over the runs and their steps: what the lead cuts."""
+        steps = [step for run in self.runs for step in run.steps]
+        startup = sum(run.startup for run in self.runs)
+        planning = sum(run.planning for run in self.runs)
         spawn = sum(step.spawn_seconds for step in steps)
         inside = sum(step.seconds for step in steps)
         bursts = sum(step.burst_seconds for step in steps)
         materialisations = sum(step.materialisations for step in steps)
         spawns = f"{len(steps)} step spawns {spawn:.1f} s + " if spawn else ""
         return (
-            f"start-up {self.first_event - self.launched:.1f} s + planning "
-            f"{self.run_start - self.first_event:.1f} s + {spawns}steps {inside:.1f} s "
-            f"(assets' own {self.own_seconds:.1f} s, "
+            f"{len(self.runs)} runs: start-up {startup:.1f} s + planning {planning:.1f} s + "
+            f"{spawns}{len(steps)} steps {inside:.1f} s (assets' own {self.own_seconds:.1f} s, "
             f"{materialisations:,} materialisation events {bursts:.1f} s) + the rest "
-            f"{self.wall - (self.run_start - self.launched) - spawn - inside:.1f} s"
+            f"{self.wall - startup - planning - spawn - inside:.1f} s"
+        )
+
+    def phases(self) -> str:
+        return " | ".join(
+            f"run {n} ({run.wall:.1f} s wall): {run.phases()}"
+            for n, run in enumerate(self.runs, start=1)
         )
 
     def counts_line(self) -> str:
@@ -195,8 +246,8 @@ def read_timeline(
     instance: DagsterInstance, run_id: str, launched: float, exited: float, stats: RunStats
 ) -> Timeline:
     """The run's phases and counts from its event log; the assets' own time per step from
-    their timing metadata (`RunStats.timings`, each asset's last partition), their checks'
-    `seconds` and their input loads."""
+    their timing metadata (`RunStats.timings`, each asset's last partition; SHARED_TIMINGS
+    once per step), their checks' `seconds` and their input loads."""
     timeline = Timeline(launched, exited)
     logs = instance.all_logs(run_id)
     if not logs:
@@ -242,14 +293,34 @@ def read_timeline(
                 step.check_seconds += float(seconds.value)
     timeline.run_end = timeline.run_end or logs[-1].timestamp
     by_step: dict[str, float] = defaultdict(float)
+    shared: dict[str, dict[str, float]] = defaultdict(dict)
     for asset, timing in stats.timings.items():
-        by_step[stats.run.asset_steps[asset]] += sum(timing.values())
+        step_key = stats.run.asset_steps[asset]
+        for figure, seconds in timing.items():
+            if figure in SHARED_TIMINGS:
+                shared[step_key][figure] = max(shared[step_key].get(figure, 0.0), seconds)
+            else:
+                by_step[step_key] += seconds
     for step in steps.values():
-        step.own_seconds = by_step[step.step] + step.check_seconds + step.load_seconds
+        once = sum(shared[step.step].values())
+        step.own_seconds = by_step[step.step] + once + step.check_seconds + step.load_seconds
     timeline.steps = sorted(
         (step for step in steps.values() if step.start), key=lambda step: step.start
     )
     return timeline
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `dagster asset materialize` of the backfill: a selection over a partition range."""
+
+    selection: tuple[str, ...]
+    first: dt.date
+    last: dt.date
+
+    @property
+    def partition_range(self) -> str:
+        return f"{self.first.isoformat()}...{self.last.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -266,6 +337,29 @@ class Size:
         return self.sessions[-1]
 
     @property
+    def months(self) -> list[dt.date]:
+        """The session_months keys holding the sessions (first days of their months)."""
+        first, last = self.first.replace(day=1), self.last.replace(day=1)
+        keys = [first]
+        while keys[-1] < last:
+            keys.append((keys[-1] + dt.timedelta(days=32)).replace(day=1))
+        return keys
+
+    @property
+    def months_end(self) -> dt.date:
+        """The day after the last month."""
+        return (self.months[-1] + dt.timedelta(days=32)).replace(day=1)
+
+    @property
+    def commands(self) -> tuple[Command, Command]:
+        """What a user types, in order: raw and bronze over the sessions, then silver over
+        the months holding them."""
+        return (
+            Command(MARKET, self.first, self.last),
+            Command(SILVER, self.months[0], self.months[-1]),
+        )
+
+    @property
     def bronze_rows(self) -> int:
         return self.symbols * len(self.sessions)
 
@@ -273,14 +367,24 @@ class Size:
     def universe(self) -> str:
         return f"synthetic:{self.symbols}"
 
-    @property
-    def partition_range(self) -> str:
-        return f"{self.first.isoformat()}...{self.last.isoformat()}"
+    def bars(self, interval: int) -> int:
+        """Silver's bars over the months: a bar per symbol for every bucket ending in them
+        that holds a session of the range (the first and last may be partial)."""
+        sessions = nyse_sessions().astype("datetime64[D]").astype(object).tolist()
+        ends = sessions[interval - 1 :: interval]
+        starts = sessions[::interval]
+        buckets = sum(
+            1
+            for start, end in zip(starts, ends, strict=False)
+            if self.months[0] <= end < self.months_end and self.first <= end and start <= self.last
+        )
+        return self.symbols * buckets
 
     def label(self) -> str:
         return (
             f"{self.symbols:,} symbols x {len(self.sessions):,} sessions = "
-            f"{self.bronze_rows:,} bronze rows -> 6 silver intervals"
+            f"{self.bronze_rows:,} bronze rows -> 6 silver intervals over "
+            f"{len(self.months)} months"
         )
 
 
@@ -291,40 +395,48 @@ def _size(quick: bool) -> Size:
 
 
 def verify(
-    stats: RunStats, lake: Path, size: Size, expected_checks: set[tuple[str, str]], name: str
+    runs: list[RunStats], lake: Path, size: Size, expected: set[tuple[str, str]], name: str
 ) -> None:
-    """Raw and bronze hold symbols x sessions rows, one materialisation per session, no rejects;
-    each silver interval holds a bar per symbol for every bucket ending in the range (however
-    many materialisations silver emitted); every check but session_freshness (it judges the
-    wall clock's session) ran and passed."""
+    """Per run, its own assets: raw and bronze hold symbols x sessions rows, one
+    materialisation per session, no rejects; each silver interval holds a bar per symbol for
+    every bucket ending in the months that holds a session of the range, one materialisation
+    per month; every check of the run's selection but session_freshness (it judges the wall
+    clock's session) ran and passed."""
+    market, silver = runs
     problems = []
     sessions = len(size.sessions)
-    for asset in ("raw_ohlcv", "bronze_ohlcv", "bronze_ohlcv_rejects"):
-        got = len(stats.partitions.get(asset, ()))
+    for asset in MARKET:
+        got = len(market.partitions.get(asset, ()))
         if got != sessions:
             problems.append(f"{asset}: {got:,} partitions materialised, expected {sessions:,}")
-    expected = {"raw_ohlcv": size.bronze_rows, "bronze_ohlcv": size.bronze_rows}
-    for asset, rows in {**expected, "bronze_ohlcv_rejects": 0}.items():
-        if stats.row_counts.get(asset) != rows:
-            problems.append(f"{asset}: {stats.row_counts.get(asset)} rows, expected {rows:,}")
-    for asset, rows in expected.items():
+    rows = {"raw_ohlcv": size.bronze_rows, "bronze_ohlcv": size.bronze_rows}
+    for asset, count in {**rows, "bronze_ohlcv_rejects": 0}.items():
+        if market.row_counts.get(asset) != count:
+            problems.append(f"{asset}: {market.row_counts.get(asset)} rows, expected {count:,}")
+    for asset, count in rows.items():
         stored = DeltaTable(str(lake / asset)).to_pyarrow_dataset().count_rows()
-        if stored != rows:
-            problems.append(f"lake {asset} holds {stored:,} rows, expected {rows:,}")
-    end = size.last + dt.timedelta(days=1)
+        if stored != count:
+            problems.append(f"lake {asset} holds {stored:,} rows, expected {count:,}")
+    months = {month.isoformat() for month in size.months}
     for interval, asset in zip(INTERVALS, SILVER, strict=True):
-        bars = size.symbols * len(buckets_ending_in(interval, size.first, end))
-        if not bars or stats.row_counts.get(asset) != bars:
-            problems.append(f"{asset}: {stats.row_counts.get(asset)} bars, expected {bars:,}")
-        stored = LakeTable(str(lake / asset)).read_window("bar_end", size.first, end).height
+        bars = size.bars(interval)
+        if not bars or silver.row_counts.get(asset) != bars:
+            problems.append(f"{asset}: {silver.row_counts.get(asset)} bars, expected {bars:,}")
+        if silver.partitions.get(asset, set()) != months:
+            got = len(silver.partitions.get(asset, ()))
+            problems.append(f"{asset}: {got} months materialised, expected {len(months)}")
+        table = LakeTable(str(lake / asset))
+        stored = table.read_window("bar_end", size.months[0], size.months_end).height
         if stored != bars:
-            problems.append(f"lake {asset} holds {stored:,} bars in the range, expected {bars:,}")
-    ran = set(stats.run.asset_checks)
-    if ran != expected_checks:
-        problems.append(f"checks evaluated {sorted(ran)}, expected {sorted(expected_checks)}")
-    failed = [check for check, passed in stats.checks.items() if not passed]
-    if failed:
-        problems.append(f"asset checks failed: {', '.join(failed)}")
+            problems.append(f"lake {asset} holds {stored:,} bars in the months, expected {bars:,}")
+    for stats, selection in zip(runs, (MARKET, SILVER), strict=True):
+        ran = set(stats.run.asset_checks)
+        wanted = {check for check in expected if check[0] in selection}
+        if ran != wanted:
+            problems.append(f"checks evaluated {sorted(ran)}, expected {sorted(wanted)}")
+        failed = [check for check, passed in stats.checks.items() if not passed]
+        if failed:
+            problems.append(f"asset checks failed: {', '.join(failed)}")
     if problems:
         raise VerificationError(f"{name}: " + "; ".join(problems))
 
@@ -357,16 +469,16 @@ def _deployment_yaml() -> str:
     return yaml.safe_dump({name: deployed[name] for name in KEPT_FROM_DEPLOY}, sort_keys=False)
 
 
-def _materialize(env: dict[str, str], size: Size, log_path: Path) -> tuple[float, float]:
-    """The one command a user types; (launched, exited) on the epoch clock the events use.
-    Its console log goes to a file, as a user's terminal would take it."""
-    command = materialize_command(
-        "--select", ",".join(SELECTION), "--partition-range", size.partition_range
+def _materialize(env: dict[str, str], command: Command, log_path: Path) -> tuple[float, float]:
+    """One command a user types; (launched, exited) on the epoch clock the events use. Its
+    console log goes to a file, as a user's terminal would take it."""
+    argv = materialize_command(
+        "--select", ",".join(command.selection), "--partition-range", command.partition_range
     )
     with log_path.open("w") as out:
         launched = time.time()
         done = subprocess.run(
-            command,
+            argv,
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -381,22 +493,36 @@ def _materialize(env: dict[str, str], size: Size, log_path: Path) -> tuple[float
     return launched, exited
 
 
-def _range_run_id(instance: DagsterInstance, size: Size) -> str:
+def _range_run_id(instance: DagsterInstance, command: Command) -> str:
     runs = [
         run
         for run in instance.get_runs()
-        if run.tags.get(ASSET_PARTITION_RANGE_START_TAG) == size.first.isoformat()
-        and run.tags.get(ASSET_PARTITION_RANGE_END_TAG) == size.last.isoformat()
+        if run.tags.get(ASSET_PARTITION_RANGE_START_TAG) == command.first.isoformat()
+        and run.tags.get(ASSET_PARTITION_RANGE_END_TAG) == command.last.isoformat()
     ]
     if len(runs) != 1:
-        raise VerificationError(f"{len(runs)} runs of the range in the instance, expected 1")
+        raise VerificationError(
+            f"{len(runs)} runs of {command.partition_range} in the instance, expected 1"
+        )
     return runs[0].run_id
+
+
+def _read_run(
+    instance: DagsterInstance, run_id: str, launched: float, exited: float, name: str
+) -> tuple[RunStats, Timeline]:
+    summary = summarise_run(instance, run_id)
+    if not summary.success:
+        raise VerificationError(f"{name}: {summary.reason()}")
+    stats = RunStats(summary, exited - launched)
+    timeline = read_timeline(instance, run_id, launched, exited, stats)
+    stats.events = timeline.events
+    return stats, timeline
 
 
 @dataclass(frozen=True)
 class Measured:
-    timeline: Timeline
-    stats: RunStats
+    backfill: Backfill
+    runs: list[RunStats]
     setup: str
     load_before: str
 
@@ -423,62 +549,69 @@ def _prepare(env: dict[str, str], size: Size, storage: str) -> float:
 
 
 def _measure_cli(workdir: Path, size: Size, storage: str, name: str, pg_url: str = "") -> Measured:
-    """A fresh home and the universe (setup), then the timed command; the figures read back
-    from the instance."""
+    """A fresh home and the universe (setup), then the two timed commands back to back; the
+    figures read back from the instance."""
     env = cli_env(workdir, size.universe)
     pg_env = _postgres_env(pg_url) if storage == "postgres" else {}
     env |= pg_env
     setup_seconds = _prepare(env, size, storage)
     log(f"{name}: home and symbol_universe ready in {setup_seconds:.1f} s (setup)")
-    log(f"{name}: dagster asset materialize {len(SELECTION)} assets over {size.partition_range}")
     load_before = _load()
-    launched, exited = _materialize(env, size, workdir / "materialize.log")
-    log(f"{name}: {exited - launched:.1f} s wall; reading the instance ...")
+    clocks = []
+    for n, command in enumerate(size.commands, start=1):
+        log(
+            f"{name}: dagster asset materialize {', '.join(command.selection)} over "
+            f"{command.partition_range}"
+        )
+        clocks.append(_materialize(env, command, workdir / f"materialize-{n}.log"))
+    log(f"{name}: {clocks[-1][1] - clocks[0][0]:.1f} s wall; reading the instance ...")
+    runs, timelines = [], []
     with scoped_environ(pg_env), DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        run_id = _range_run_id(instance, size)
-        summary = summarise_run(instance, run_id)
-        if not summary.success:
-            raise VerificationError(f"{name}: {summary.reason()}")
-        stats = RunStats(summary, exited - launched)
-        timeline = read_timeline(instance, run_id, launched, exited, stats)
-        stats.events = timeline.events
+        for command, (launched, exited) in zip(size.commands, clocks, strict=True):
+            run_id = _range_run_id(instance, command)
+            stats, timeline = _read_run(instance, run_id, launched, exited, name)
+            runs.append(stats)
+            timelines.append(timeline)
     setup = f"setup, not timed: prepare_home and symbol_universe {setup_seconds:.1f} s"
-    return Measured(timeline, stats, setup, load_before)
+    return Measured(Backfill(timelines), runs, setup, load_before)
 
 
 def _measure_in_memory(workdir: Path, size: Size, name: str) -> Measured:
-    """The same selection and range through `execute_in_process` (in-process executor) on an
-    ephemeral instance, planned per asset as the CLI plans it (`plan_range_runs_per_asset`)."""
+    """The same two runs through `execute_in_process` (in-process executor) on an ephemeral
+    instance, planned per asset as the CLI plans them (`plan_range_runs_per_asset`)."""
     defs = market_defs(workdir, size.universe)
     instance = DagsterInstance.ephemeral(tempdir=str(workdir / "dagster"))
     try:
         started = time.perf_counter()
         materialise_universe(defs, instance, size.universe)
         universe_seconds = time.perf_counter() - started
-        keys = {AssetKey(asset) for asset in SELECTION}
-        job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=keys)
-        tags = {
-            ASSET_PARTITION_RANGE_START_TAG: size.first.isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: size.last.isoformat(),
-        }
-        log(f"{name}: execute_in_process {len(SELECTION)} assets over {size.partition_range} ...")
+        whole = defs.resolve_implicit_global_asset_job_def()
         load_before = _load()
-        with scoped_environ({PLANNED_EVENTS_AS_SUBSETS: "true"}):
-            launched = time.time()
-            result = job.execute_in_process(
-                instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
+        runs, timelines = [], []
+        for command in size.commands:
+            keys = {AssetKey(asset) for asset in command.selection}
+            job = whole.get_subset(asset_selection=keys)
+            tags = {
+                ASSET_PARTITION_RANGE_START_TAG: command.first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: command.last.isoformat(),
+            }
+            log(
+                f"{name}: execute_in_process {', '.join(command.selection)} over "
+                f"{command.partition_range} ..."
             )
-            exited = time.time()
-        summary = summarise_run(instance, result.run_id)
-        if not summary.success:
-            raise VerificationError(f"{name}: {summary.reason()}")
-        stats = RunStats(summary, exited - launched)
-        timeline = read_timeline(instance, result.run_id, launched, exited, stats)
-        stats.events = timeline.events
+            with scoped_environ({PLANNED_EVENTS_AS_SUBSETS: "true"}):
+                launched = time.time()
+                result = job.execute_in_process(
+                    instance=instance, raise_on_error=False, run_config=QUIET, tags=tags
+                )
+                exited = time.time()
+            stats, timeline = _read_run(instance, result.run_id, launched, exited, name)
+            runs.append(stats)
+            timelines.append(timeline)
     finally:
         instance.dispose()
     setup = f"setup, not timed: symbol_universe {universe_seconds:.1f} s in process"
-    return Measured(timeline, stats, setup, load_before)
+    return Measured(Backfill(timelines), runs, setup, load_before)
 
 
 def _load() -> str:
@@ -488,22 +621,22 @@ def _load() -> str:
 
 
 def _outcome(name: str, measured: Measured, size: Size, target: float | None) -> Outcome:
-    timeline = measured.timeline
-    wall, own = timeline.wall, timeline.own_seconds
+    backfill = measured.backfill
+    wall, own = backfill.wall, backfill.own_seconds
     row = Row(
         name,
-        f"{size.label()}; {timeline.events:,} event-log entries",
+        f"{size.label()}; {len(backfill.runs)} runs, {backfill.events:,} event-log entries",
         wall,
         size.bronze_rows,
         f"assets' own {own:.1f} s",
-        f"bookkeeping {timeline.bookkeeping_share:.0%} of the wall",
+        f"bookkeeping {backfill.bookkeeping_share:.0%} of the wall",
         "-" if target is None else f"<= {target:g} s wall",
         INFO if target is None else verdict(wall, target),
     )
     notes = [
-        f"{name}: wall {wall:.1f} s = {timeline.totals()}",
-        f"{name}: phases from the event log: {timeline.phases()}",
-        f"{name}: {timeline.counts_line()}; {measured.setup}; load average at launch "
+        f"{name}: wall {wall:.1f} s = {backfill.totals()}",
+        f"{name}: phases from the event log: {backfill.phases()}",
+        f"{name}: {backfill.counts_line()}; {measured.setup}; load average at launch "
         f"{measured.load_before}, at the end {_load()}",
     ]
     return Outcome([row], notes)
@@ -523,8 +656,8 @@ def _run(workdir: Path, quick: bool, storage: str) -> Outcome:
             measured = _measure_cli(workdir, size, storage, name, url)
     else:
         measured = _measure_cli(workdir, size, storage, name)
-    verify(measured.stats, workdir / "lake", size, checks, name)
-    log(f"{name}: verified; {measured.timeline.phases()}")
+    verify(measured.runs, workdir / "lake", size, checks, name)
+    log(f"{name}: verified; {measured.backfill.phases()}")
     return _outcome(name, measured, size, TARGETS[storage])
 
 
@@ -542,6 +675,6 @@ def backfill_in_memory(workdir: Path, quick: bool) -> Outcome:
     size = _size(quick)
     measured = _measure_in_memory(workdir, size, name)
     gc.collect()
-    verify(measured.stats, workdir / "lake", size, expected_checks(workdir, size), name)
-    log(f"{name}: verified; {measured.timeline.phases()}")
+    verify(measured.runs, workdir / "lake", size, expected_checks(workdir, size), name)
+    log(f"{name}: verified; {measured.backfill.phases()}")
     return _outcome(name, measured, size, None)

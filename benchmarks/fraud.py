@@ -20,14 +20,12 @@ import subprocess
 import sys
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from benchmarks.common import INFO, Outcome, Row, VerificationError, log, verdict
+from benchmarks.common import INFO, Outcome, Row, VerificationError, log, scoped_environ, verdict
 from benchmarks.postgres import DEFAULT_URL, throwaway_database
 from fintrack_assets_tests.fraud_api_stub import FraudApiProcess
 
@@ -39,21 +37,6 @@ ACCOUNTS = 2000
 PER_ACCOUNT = 5.0
 BIG_ACCOUNTS = 200_000
 TABLES = ("payment_transactions", "payment_transaction_rejects", "fraud_predictions")
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """fintrack_assets resolves EnvVar resources (the PostgreSQL URL) at run time."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _env(workdir: Path, warehouse_url: str, scorer: str = "local", api: str = "") -> dict:
@@ -119,7 +102,8 @@ def fraud(workdir: Path, quick: bool) -> Outcome:
     base_url = os.environ.get("FINTRACK_TEST_POSTGRES_URL") or DEFAULT_URL
     big_accounts = BIG_ACCOUNTS // 10 if quick else BIG_ACCOUNTS
     with throwaway_database(base_url) as url:
-        with _environment(_env(workdir, url)):
+        # fintrack_assets resolves EnvVar resources (the PostgreSQL URL) at run time.
+        with scoped_environ(_env(workdir, url)):
             history_first = DAY - dt.timedelta(days=HISTORY_DAYS)
             for k in range(HISTORY_DAYS + 1):
                 _land(workdir, history_first + dt.timedelta(days=k), ACCOUNTS)
@@ -134,7 +118,7 @@ def fraud(workdir: Path, quick: bool) -> Outcome:
 
         with (
             FraudApiProcess(latency=0.02) as stub,
-            _environment(_env(workdir, url, "http", stub.url)),
+            scoped_environ(_env(workdir, url, "http", stub.url)),
         ):
             log(f"fraud: {DAY} through the http scorer (20 ms per batch) ...")
             http = _run_days(DAY, DAY)

@@ -397,7 +397,7 @@ def backfill(workdir: Path, quick: bool) -> Outcome:
     return raw_to_bronze(
         "raw_to_bronze_backfill_2000",
         workdir,
-        symbols=5400,
+        symbols=540 if quick else 5400,
         sessions=backfill_sessions(200 if quick else 2000),
         target_seconds=90.0,
     )

@@ -60,7 +60,7 @@ def silver(workdir: Path, quick: bool) -> Outcome:
     """Bronze through Dagster (not timed), then silver over the backfill's months in one run,
     then the next month alone; the pandas baseline on a sample of symbols."""
     workdir.mkdir(parents=True)
-    symbols = 5400
+    symbols = 540 if quick else 5400
     universe = f"synthetic:{symbols}"
     assert session_index(DAILY_SESSION) % 34 == 33
     months = backfill_months(10 if quick else 95)

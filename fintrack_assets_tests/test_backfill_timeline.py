@@ -1,6 +1,7 @@
 """The backfill benchmark's reading of a run (benchmarks/backfill.py `read_timeline`): steps in
 order, materialisations and check evaluations per step, planned check rows and the assets' own
-time, from a real range run of two small assets on an ephemeral instance."""
+time, from a real range run of two small assets on an ephemeral instance; and a backfill of
+two runs one after the other (`Backfill`), as the CLI rows take it."""
 
 import time
 
@@ -9,19 +10,22 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetSpec,
     BackfillPolicy,
     DagsterInstance,
     Definitions,
     MaterializeResult,
+    Output,
     StaticPartitionsDefinition,
     asset,
+    multi_asset,
 )
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from benchmarks.backfill import CHECK_PLANNED, MATERIALISATION, PLANNED, read_timeline
+from benchmarks.backfill import CHECK_PLANNED, MATERIALISATION, PLANNED, Backfill, read_timeline
 from benchmarks.common import scoped_environ
 from benchmarks.market import RunStats
 from fintrack_assets.definitions import PLANNED_EVENTS_AS_SUBSETS
@@ -86,8 +90,63 @@ def test_a_range_run_read_back_step_by_step(instance, planned_per_asset):
     assert two.own_seconds == 0.5 + 0.125 + 0.0625
     assert timeline.own_seconds == 0.9375
     assert timeline.wall == exited - launched
-    assert timeline.bookkeeping_share == 1 - 0.9375 / (exited - launched)
     assert timeline.events == len(instance.all_logs(result.run_id))
     assert launched <= timeline.first_event <= timeline.run_start <= one.start
     assert one.success <= two.start <= two.success <= timeline.run_end <= exited
     assert one.spawn_seconds == two.spawn_seconds == 0.0  # in process: no step is spawned
+
+
+def test_a_backfill_of_two_runs_sums_them_over_the_wall_of_both(instance):
+    job = Definitions(assets=[first, second]).resolve_implicit_global_asset_job_def()
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "a", ASSET_PARTITION_RANGE_END_TAG: "d"}
+    timelines = []
+    for selected in (first, second):
+        subset = job.get_subset(asset_selection={selected.key})
+        with scoped_environ({PLANNED_EVENTS_AS_SUBSETS: "true"}):
+            launched = time.time()
+            result = subset.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+            exited = time.time()
+        stats = RunStats(summarise_run(instance, result.run_id), exited - launched)
+        timelines.append(read_timeline(instance, result.run_id, launched, exited, stats))
+    one, two = timelines
+
+    backfill = Backfill(timelines)
+
+    # The wall runs from the first launch to the last exit; the rest adds up.
+    assert backfill.wall == two.exited - one.launched
+    assert backfill.own_seconds == 0.25 + 0.5 + 0.125 + 0.0625
+    assert backfill.bookkeeping_share == 1 - 0.9375 / backfill.wall
+    # Four partitions (a..d) of each asset, each in its own run.
+    assert backfill.counts[MATERIALISATION] == 8
+    assert backfill.counts[CHECK_PLANNED] == 1
+    assert backfill.events == sum(len(instance.all_logs(run.run_id)) for run in instance.get_runs())
+    assert backfill.totals().startswith("2 runs: ")
+    assert backfill.phases().startswith("run 1 (") and " | run 2 (" in backfill.phases()
+
+
+@multi_asset(
+    specs=[AssetSpec("left", partitions_def=KEYS), AssetSpec("right", partitions_def=KEYS)],
+    backfill_policy=BackfillPolicy.single_run(),
+)
+def pair(context: AssetExecutionContext):
+    """Like silver: one read for both outputs, recorded on each, and a compute of each own."""
+    for name, compute in (("left", 0.25), ("right", 0.5)):
+        for key in context.partition_keys:
+            context.add_asset_metadata({"dagster/row_count": 1}, asset_key=name, partition_key=key)
+        context.add_asset_metadata(
+            {"bronze_read_seconds": 2.0, "compute_seconds": compute}, asset_key=name
+        )
+        yield Output(None, output_name=name)
+
+
+def test_a_figure_shared_by_a_steps_outputs_counts_once(instance):
+    job = Definitions(assets=[pair]).resolve_implicit_global_asset_job_def()
+    tags = {ASSET_PARTITION_RANGE_START_TAG: "a", ASSET_PARTITION_RANGE_END_TAG: "b"}
+    launched = time.time()
+    result = job.execute_in_process(instance=instance, tags=tags, run_config=QUIET)
+    exited = time.time()
+    stats = RunStats(summarise_run(instance, result.run_id), exited - launched)
+
+    timeline = read_timeline(instance, result.run_id, launched, exited, stats)
+
+    assert timeline.own_seconds == 2.0 + 0.25 + 0.5
