@@ -56,6 +56,7 @@ TIMING_METADATA = (
     "warehouse_write_seconds",
     "read_seconds",
     "history_read_seconds",
+    "split_seconds",
     "feature_seconds",
     "scoring_seconds",
 )

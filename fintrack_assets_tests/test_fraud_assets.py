@@ -140,17 +140,21 @@ def platform(request, tmp_path, monkeypatch, stub) -> Platform:
     return _platform(request, tmp_path, monkeypatch, stub, batch_size=2)
 
 
-def _payments(platform: Platform, first: dt.date, last: dt.date):
+def _payments(platform: Platform, first: dt.date, last: dt.date, shard_rows: int | None = None):
     job = platform.defs.resolve_job_def("payments_job")
     tags = {
         "dagster/asset_partition_range_start": first.isoformat(),
         "dagster/asset_partition_range_end": last.isoformat(),
     }
-    return platform._run(job, tags, QUIET)
+    config = {} if shard_rows is None else {"shard_rows": shard_rows}
+    return platform._run(job, tags, {**QUIET, "ops": {"fraud_predictions": {"config": config}}})
 
 
-def test_files_to_scored_transactions_with_hand_worked_features(platform, stub):
-    run = _payments(platform, DAY, NEXT)
+@pytest.mark.parametrize("shard_rows", [None, 2])
+def test_files_to_scored_transactions_with_hand_worked_features(platform, stub, shard_rows):
+    """With shard_rows 2, DAY's 5 payments go in 3 account shards, read from the warehouse
+    once and split into shard files: the same features."""
+    run = _payments(platform, DAY, NEXT, shard_rows)
     assert run.success
     assert run.partitions == {a: {DAY.isoformat(), NEXT.isoformat()} for a in JOB_ASSETS}
     payments = platform.warehouse_frame("payment_transactions")
@@ -177,8 +181,11 @@ def test_files_to_scored_transactions_with_hand_worked_features(platform, stub):
     assert run.asset_checks[("fraud_predictions", "no_failed_batches")] is True
     metadata = run.metadata["fraud_predictions"]
     assert metadata["run/processed"].value == 6 and metadata["run/failed"].value == 0
-    # The range is scored day by day: 5 rows on the first day in batches of 2, 1 on the next.
-    assert sorted(stub.batch_sizes) == [1, 1, 2, 2]
+    if shard_rows is None:
+        # The range is scored day by day: 5 rows on the first day in batches of 2, 1 on the next.
+        assert sorted(stub.batch_sizes) == [1, 1, 2, 2]
+    else:
+        assert metadata["run/shards"].value == 3 + 1
 
 
 def test_a_day_scored_alone_equals_the_range_and_reruns_change_no_row_count(platform):

@@ -16,6 +16,7 @@ from fintrack_assets.core.fraud_features import (
     payment_features,
     summarised_features,
 )
+from fintrack_assets.io_managers import payment_history
 from fintrack_assets.io_managers.payment_history import PaymentHistory
 from fintrack_assets.io_managers.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 from fintrack_assets_tests.test_fraud_features import random_payments
@@ -129,12 +130,21 @@ def warehouse(request, tmp_path) -> Warehouse:
     return PostgresWarehouse(request.getfixturevalue("postgres_url"))
 
 
-@pytest.mark.parametrize(("shards", "once"), [(1, False), (3, False), (3, True)])
-def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards, once):
+@pytest.mark.parametrize(
+    ("shards", "once", "split"),
+    [(1, False, False), (3, False, False), (3, True, False), (3, True, True)],
+)
+def test_the_warehouse_answers_equal_the_whole_history(
+    warehouse, shards, once, split, tmp_path, monkeypatch
+):
     """Random books stored day by day as payment_transactions is; the warehouse's compact
     answers, shard by shard, give the features of the whole raw history; with `once`, the
     look-back totals and pairs are read once for the day and handed to every shard (as
-    fraud_predictions does)."""
+    fraud_predictions does); with `split`, the day and its raw days are read once, in small
+    batches, into shard files that the shards read (as fraud_predictions does for a day of
+    more than one shard)."""
+    monkeypatch.setattr(payment_history, "SPILL_ROWS", 97)
+    monkeypatch.setattr(payment_history, "SPILL_BYTES", 3000)
     rng = random.Random(11)
     history = random_payments(rng, 3000, D - dt.timedelta(days=35), 35, "h")
     today = random_payments(rng, 400, D, 1, "t")
@@ -143,8 +153,11 @@ def test_the_warehouse_answers_equal_the_whole_history(warehouse, shards, once):
     warehouse.replace_window("payment_transactions", stored, "date", first, D + dt.timedelta(1))
     reads = PaymentHistory(warehouse)
     behind = reads.look_back(D, 30) if once else None
-    parts = [reads.features(D, 30, (k, shards), behind) for k in range(shards)]
+    spill = reads.split(D, 30, shards, tmp_path / "spill") if split else None
+    parts = [reads.features(D, 30, (k, shards), behind, spill) for k in range(shards)]
     assert sum(part[0].height for part in parts) == today.height
+    stored_today = pl.concat([part[0] for part in parts]).sort("transaction_id")
+    assert stored_today.equals(today.select(stored_today.columns).sort("transaction_id"))
     got = pl.concat([features for _, features in parts]).sort("transaction_id")
     want = payment_features(today, history, 30).sort("transaction_id")
     assert_close(got, want)

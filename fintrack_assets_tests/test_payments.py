@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -12,6 +13,7 @@ from fintrack_assets.core.payments import (
     PAYMENT_SCHEMA,
     REJECT_SCHEMA,
     SPARKOV_MAPPING,
+    SeenIds,
     read_payments,
     reject_counts,
 )
@@ -33,7 +35,7 @@ def read(
     source: str = "a.csv",
     day: dt.date = DAY,
     chunk_rows: int = 5000,
-    seen: set[str] | None = None,
+    seen: SeenIds | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     chunks = list(read_payments(content, source, day, chunk_rows, seen))
     assert chunks, "read_payments always yields at least one pair"
@@ -334,7 +336,7 @@ def test_a_non_utf8_header_rejects_every_row_as_bad_encoding():
 
 
 def test_repeats_in_a_file_and_across_files_of_a_day_are_rejected():
-    seen: set[str] = set()
+    seen = SeenIds()
     first = csv(GOOD, row(transaction_id="d1"), row(transaction_id="d2", amount="-1"))
     second = csv(row(transaction_id="g1"), row(transaction_id="d2"), row(transaction_id="d1"))
     a_valid, a_rejects = read(first, "a.csv", seen=seen)
@@ -347,7 +349,7 @@ def test_repeats_in_a_file_and_across_files_of_a_day_are_rejected():
         ("b.csv", 2, "g1", "duplicate_transaction_id", "g1"),
         ("b.csv", 4, "d1", "duplicate_transaction_id", "d1"),
     ]
-    assert seen == {"g1", "d1", "d2"}
+    assert sorted(seen) == ["d1", "d2", "g1"] and len(seen) == 3
     # Without a shared set, each file is deduplicated on its own.
     valid, rejects = read(csv(GOOD, GOOD))
     assert valid.height == 1
@@ -437,3 +439,26 @@ def test_reject_counts_and_chunk_rows_validation():
     assert reject_counts(rejects.head(0)) == {}
     with pytest.raises(ValueError, match="chunk_rows"):
         next(read_payments(csv(GOOD), "a.csv", DAY, 0))
+
+
+@pytest.mark.parametrize("hasher", ["polars", "colliding"])
+def test_seen_ids_match_a_set_of_strings_even_when_hashes_collide(hasher):
+    """SeenIds against a plain set on random ids added in batches; with a hash that maps
+    every id to its length (collisions everywhere), only the stored text decides."""
+    rng = np.random.default_rng(7)
+    seen = (
+        SeenIds()
+        if hasher == "polars"
+        else SeenIds(lambda ids: ids.str.len_bytes().cast(pl.UInt64).to_numpy())
+    )
+    reference: set[str] = set()
+    for _ in range(60):
+        batch = [f"t{n}" for n in rng.integers(0, 400, size=int(rng.integers(0, 40)))]
+        ids = pl.Series(batch, dtype=pl.String)
+        expected = [tid in reference for tid in batch]
+        assert seen.earlier(ids).tolist() == expected
+        new = sorted(set(batch) - reference)
+        seen.add(pl.Series(new, dtype=pl.String))
+        reference.update(new)
+    assert len(seen) == len(reference) and set(seen) == reference
+    assert "never" not in seen

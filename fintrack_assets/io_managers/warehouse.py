@@ -228,6 +228,9 @@ def _materialised(
         raise NotMaterialised.reading(table, start, end) from None
 
 
+STREAM_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory limit while a stream is written (replace_window_stream) and while the fraud
+features read the look-back (payment_history): its buffer pool otherwise grows to 80 % of RAM."""
 LOCK_WAIT_SECONDS = 300.0
 """How long a step waits for another process's DuckDB connection to close."""
 
@@ -299,6 +302,9 @@ class DuckDBWarehouse(Warehouse):
         schema: Mapping[str, pl.DataType],
     ) -> None:
         with self._connect() as con:
+            # DuckDB's buffer pool otherwise grows to most of the machine's memory while a
+            # day's uncommitted rows go in (docs/decisions.md, "Payments at volume").
+            con.execute(f"SET memory_limit = '{STREAM_MEMORY_LIMIT}'")
             con.execute("BEGIN TRANSACTION")
             try:
                 name = self._prepare(con, table, pl.DataFrame(schema=schema))

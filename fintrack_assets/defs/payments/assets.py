@@ -1,9 +1,11 @@
 """Payments: landing files in, validated transactions and rejects, fraud predictions out."""
 
 import datetime as dt
+import tempfile
 import time
 from collections.abc import Iterator
 from hashlib import sha256
+from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
@@ -26,12 +28,12 @@ from dagster import (
 from pydantic import Field
 
 from fintrack_assets.core.display import percent, rate
-from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, read_payments
+from fintrack_assets.core.payments import PAYMENT_SCHEMA, REJECT_SCHEMA, SeenIds, read_payments
 from fintrack_assets.core.payments import reject_counts as payment_reject_counts
 from fintrack_assets.core.progress import Meter
 from fintrack_assets.io_managers.context import FrameStream, TableIOManager
 from fintrack_assets.io_managers.lake import LakeIOManager
-from fintrack_assets.io_managers.payment_history import PaymentHistory
+from fintrack_assets.io_managers.payment_history import LookBack, PaymentHistory
 from fintrack_assets.io_managers.reader import UpstreamReader
 from fintrack_assets.metadata import (
     WAREHOUSE_POOL,
@@ -57,10 +59,12 @@ FAILURES = "fraud_prediction_failures"
 FINGERPRINT = "landing_fingerprint"
 """The metadata key under which each payment_transactions partition records the fingerprint of
 the files it read (landing_fingerprint)."""
-SHARD_ROWS = 500_000
+SHARD_ROWS = 300_000
 """fraud_predictions' default shard size, in payments of the day: featuring and scoring hold
 ~1.7 KB per payment of the shard (measured 2026-12-07: 2.5M a shard peaked at 5.6 GB;
-docs/decisions.md, "Payments at volume")."""
+docs/decisions.md, "Payments at volume"). Since the day is read once and split into shard
+files, more shards cost little; 300,000 leaves room beside DuckDB's write buffer (the 10M day
+peaked at 1.97 GB with 500,000, 2026-12-06)."""
 WRITE_ROWS = 250_000
 """payment_transactions' default write batch."""
 FAILURE_COLUMNS: dict[str, pl.DataType] = {
@@ -164,7 +168,7 @@ def payment_transactions(
         nonlocal files_read
         progress = Meter(len(days))
         for day in days:
-            seen: set[str] = set()
+            seen = SeenIds()
             day_good = day_bad = 0
             files = zone.list_files(PAYMENTS, day)
             per_day[day.isoformat()] = {
@@ -368,13 +372,14 @@ def fraud_predictions(
     failed: list[pl.DataFrame] = []
     counts: dict[dt.date, int] = {}
     flagged: dict[dt.date, int] = {}
-    timings = dict.fromkeys(("history_read_seconds", "read_seconds", "scoring_seconds"), 0.0)
+    timings = dict.fromkeys(
+        ("history_read_seconds", "split_seconds", "read_seconds", "scoring_seconds"), 0.0
+    )
     failed_batches = shards_run = 0
     preview: list[pl.DataFrame] = []
     versions: set[str] = set()
 
     def scored() -> Iterator[pl.DataFrame]:
-        nonlocal failed_batches, shards_run
         for day in _days(start, end):
             size = history.day_counts([day]).get(day, 0)
             shards = max(1, -(-size // max(1, config.shard_rows)))
@@ -382,27 +387,41 @@ def fraud_predictions(
             begun = time.perf_counter()
             behind = history.look_back(day, config.history_days)
             timings["history_read_seconds"] += time.perf_counter() - begun
-            for k in range(shards):
-                begun = time.perf_counter()
-                today, features = history.features(day, config.history_days, (k, shards), behind)
-                featured = time.perf_counter()
-                result = fraud_scorer.score(features, context.log)
-                timings["read_seconds"] += featured - begun
-                timings["scoring_seconds"] += time.perf_counter() - featured
-                failed_batches += result.stats.failed_batches
-                failed.append(
-                    result.failed_ids.with_columns(pl.lit(day).alias("date")).select(
-                        "transaction_id", "date", "batch", "error", "attempts"
-                    )
+            with tempfile.TemporaryDirectory(prefix="fraud-shards-") as folder:
+                yield from shard_scores(day, shards, behind, Path(folder))
+
+    def shard_scores(
+        day: dt.date, shards: int, behind: LookBack, folder: Path
+    ) -> Iterator[pl.DataFrame]:
+        """The day's predictions shard by shard; with more than one shard, the day and its
+        raw days are read once and split into `folder` first."""
+        nonlocal failed_batches, shards_run
+        spill = None
+        if shards > 1:
+            begun = time.perf_counter()
+            spill = history.split(day, config.history_days, shards, folder)
+            timings["split_seconds"] += time.perf_counter() - begun
+        for k in range(shards):
+            begun = time.perf_counter()
+            today, features = history.features(day, config.history_days, (k, shards), behind, spill)
+            featured = time.perf_counter()
+            result = fraud_scorer.score(features, context.log)
+            timings["read_seconds"] += featured - begun
+            timings["scoring_seconds"] += time.perf_counter() - featured
+            failed_batches += result.stats.failed_batches
+            failed.append(
+                result.failed_ids.with_columns(pl.lit(day).alias("date")).select(
+                    "transaction_id", "date", "batch", "error", "attempts"
                 )
-                predictions = _prediction_rows(result.predictions, day, now)
-                counts[day] += today.height
-                flagged[day] += int(predictions["is_fraud"].sum() or 0)
-                versions.update(predictions["model_version"].drop_nulls().unique().to_list())
-                shards_run += 1
-                if not preview:
-                    preview.append(predictions.head(10))
-                yield predictions
+            )
+            predictions = _prediction_rows(result.predictions, day, now)
+            counts[day] += today.height
+            flagged[day] += int(predictions["is_fraud"].sum() or 0)
+            versions.update(predictions["model_version"].drop_nulls().unique().to_list())
+            shards_run += 1
+            if not preview:
+                preview.append(predictions.head(10))
+            yield predictions
 
     schema = dict(_prediction_rows(pl.DataFrame(schema=PREDICTION_SCHEMA), start, now).schema)
     selected = is_selected(context, PREDICTIONS)
